@@ -79,7 +79,7 @@ func newRootCmd(a *app) *cobra.Command {
 	root.Flags().AddFlagSet(serve.Flags())
 	root.RunE = serve.RunE
 
-	root.AddCommand(serve, newVersionCmd(a), newConfigCmd(a), newCompletionCmd(a))
+	root.AddCommand(serve, newVersionCmd(a), newConfigCmd(a), newCompletionCmd(a), newGenManCmd(a))
 	root.AddCommand(newClientCmds(a)...)
 	root.AddCommand(newServiceCmds(a)...)
 	return root
