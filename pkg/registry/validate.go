@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"unicode/utf8"
 )
 
 // Limits on what a registration may hold (SPEC §2).
@@ -108,13 +109,10 @@ func validateAddress(addr string) error {
 }
 
 func isHostname(s string) bool {
-	if len(s) > MaxHostnameLength {
-		return false
-	}
-	if s[len(s)-1] == '.' { // a fully qualified name may end in a dot
+	if s[len(s)-1] == '.' { // a fully qualified name may end in a dot, beyond the 253
 		s = s[:len(s)-1]
 	}
-	if s == "" {
+	if s == "" || len(s) > MaxHostnameLength {
 		return false
 	}
 	start := 0
@@ -135,5 +133,9 @@ func truncate(s string) string {
 	if len(s) <= limit {
 		return s
 	}
-	return s[:limit] + "…"
+	cut := limit
+	for cut > 0 && !utf8.RuneStart(s[cut]) { // never split a character
+		cut--
+	}
+	return s[:cut] + "…"
 }
