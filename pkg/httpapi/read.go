@@ -1,0 +1,195 @@
+package httpapi
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/sagaproject/saga/pkg/registry"
+	"github.com/sagaproject/saga/pkg/view"
+)
+
+// indexHeader carries the index of what a read answered, on every read.
+const indexHeader = "X-Saga-Index"
+
+// getInstance handles GET /api/v1/services/{service}/instances/{id}.
+func (a *API) getInstance(w http.ResponseWriter, r *http.Request) error {
+	service, id, err := instancePath(r)
+	if err != nil {
+		return err
+	}
+	in, ok := a.view.Instance(service, id)
+	if !ok {
+		return instanceNotFound(service, id, "")
+	}
+	setIndex(w, a.view.ServiceIndex(service))
+	writeJSON(w, http.StatusOK, in)
+	return nil
+}
+
+// lookup handles GET /api/v1/services/{service}, plain or blocking.
+func (a *API) lookup(w http.ResponseWriter, r *http.Request) error {
+	service := chi.URLParam(r, "service")
+	if err := registry.ValidateName("service", service); err != nil {
+		return err
+	}
+	params, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return &registry.FieldError{Field: "query", Message: "malformed query string"}
+	}
+	q, err := parseFilters(params)
+	if err != nil {
+		return err
+	}
+	block, err := parseBlocking(params)
+	if err != nil {
+		return err
+	}
+	if block.on {
+		if err := a.block(w, r, block, func(ctx context.Context) {
+			a.view.WaitService(ctx, service, block.index)
+		}); err != nil {
+			return err
+		}
+	}
+	body, index := a.view.LookupJSON(service, q)
+	setIndex(w, index)
+	writeBody(w, http.StatusOK, body)
+	return nil
+}
+
+// catalog handles GET /api/v1/services, plain or blocking.
+func (a *API) catalog(w http.ResponseWriter, r *http.Request) error {
+	params, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return &registry.FieldError{Field: "query", Message: "malformed query string"}
+	}
+	block, err := parseBlocking(params)
+	if err != nil {
+		return err
+	}
+	if block.on {
+		if err := a.block(w, r, block, func(ctx context.Context) {
+			a.view.WaitCatalog(ctx, block.index)
+		}); err != nil {
+			return err
+		}
+	}
+	body, index := a.view.CatalogJSON()
+	setIndex(w, index)
+	writeBody(w, http.StatusOK, body)
+	return nil
+}
+
+// serviceHealthAnswer is the body of a service's health check.
+type serviceHealthAnswer struct {
+	Service string `json:"service"`
+	view.Counts
+}
+
+// serviceHealth handles GET /api/v1/services/{service}/health: 200 while at
+// least one live instance passes, else 503, for load balancers.
+func (a *API) serviceHealth(w http.ResponseWriter, r *http.Request) error {
+	service := chi.URLParam(r, "service")
+	if err := registry.ValidateName("service", service); err != nil {
+		return err
+	}
+	counts, index := a.view.Health(service)
+	status := http.StatusOK
+	if counts.Passing == 0 {
+		status = http.StatusServiceUnavailable
+	}
+	setIndex(w, index)
+	writeJSON(w, status, serviceHealthAnswer{Service: service, Counts: counts})
+	return nil
+}
+
+func setIndex(w http.ResponseWriter, index uint64) {
+	w.Header().Set(indexHeader, strconv.FormatUint(index, 10))
+}
+
+// parseFilters reads a lookup's tag=, meta=key:value and status= filters.
+func parseFilters(params url.Values) (view.Query, error) {
+	var q view.Query
+	for _, tag := range params["tag"] {
+		if tag == "" {
+			return q, &registry.FieldError{Field: "tag", Message: "must not be empty"}
+		}
+		q.Tags = append(q.Tags, tag)
+	}
+	for _, m := range params["meta"] {
+		key, value, ok := strings.Cut(m, ":")
+		if !ok || key == "" {
+			return q, &registry.FieldError{Field: "meta", Message: fmt.Sprintf("%q must be key:value", m)}
+		}
+		q.Meta = append(q.Meta, view.MetaMatch{Key: key, Value: value})
+	}
+	status, err := view.ParseStatusFilter(params.Get("status"))
+	if err != nil {
+		return q, &registry.FieldError{Field: "status", Message: err.Error()}
+	}
+	q.Status = status
+	return q, nil
+}
+
+// blocking is the ?index=N&wait=D of a blocking query.
+type blocking struct {
+	on    bool
+	index uint64
+	wait  time.Duration
+}
+
+// parseBlocking reads index and wait. A query blocks only with an index;
+// wait defaults to DefaultWait and is capped at MaxWait. A bare number of
+// wait is seconds.
+func parseBlocking(params url.Values) (blocking, error) {
+	b := blocking{wait: DefaultWait}
+	if params.Has("wait") {
+		wait, err := parseWait(params.Get("wait"))
+		if err != nil {
+			return b, err
+		}
+		b.wait = min(wait, MaxWait)
+	}
+	if !params.Has("index") {
+		return b, nil
+	}
+	index, err := strconv.ParseUint(params.Get("index"), 10, 64)
+	if err != nil {
+		return b, &registry.FieldError{Field: "index", Message: fmt.Sprintf("%q must be a whole number ≥ 0", params.Get("index"))}
+	}
+	b.on, b.index = true, index
+	return b, nil
+}
+
+func parseWait(s string) (time.Duration, error) {
+	bad := &registry.FieldError{Field: "wait", Message: fmt.Sprintf("%q must be a positive duration such as 30s, 5m or 60 (seconds)", s)}
+	if secs, err := strconv.ParseUint(s, 10, 32); err == nil {
+		if secs == 0 {
+			return 0, bad
+		}
+		return time.Duration(secs) * time.Second, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, bad
+	}
+	return d, nil
+}
+
+// block runs wait for at most b.wait. A client that goes away ends it.
+func (a *API) block(w http.ResponseWriter, r *http.Request, b blocking, wait func(context.Context)) error {
+	// The wait may outlast the server's write timeout; give this answer
+	// enough time. Writers that cannot (a test recorder) need not.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(b.wait + 30*time.Second))
+	ctx, cancel := context.WithTimeout(r.Context(), b.wait)
+	defer cancel()
+	wait(ctx)
+	return r.Context().Err()
+}

@@ -1,0 +1,260 @@
+package view
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sagaproject/saga/pkg/registry"
+)
+
+// StatusFilter selects instances by the status they report.
+type StatusFilter string
+
+// The status filters a lookup accepts (SPEC §2).
+const (
+	// StatusHealthy, the default, keeps passing and warning instances.
+	StatusHealthy StatusFilter = ""
+	// StatusPassing keeps passing instances only.
+	StatusPassing StatusFilter = "passing"
+	// StatusAny keeps every live instance, critical ones included.
+	StatusAny StatusFilter = "any"
+)
+
+// ParseStatusFilter reads the status query parameter; empty is the default.
+func ParseStatusFilter(s string) (StatusFilter, error) {
+	switch f := StatusFilter(s); f {
+	case StatusHealthy, StatusPassing, StatusAny:
+		return f, nil
+	}
+	return "", fmt.Errorf("%q must be passing or any (default: passing and warning)", s)
+}
+
+func (f StatusFilter) keeps(s registry.Status) bool {
+	switch f {
+	case StatusPassing:
+		return s == registry.StatusPassing
+	case StatusAny:
+		return true
+	default:
+		return s == registry.StatusPassing || s == registry.StatusWarning
+	}
+}
+
+// MetaMatch requires a metadata key to hold a value.
+type MetaMatch struct {
+	Key, Value string
+}
+
+// Query filters a lookup. Every tag and every metadata match must hold.
+type Query struct {
+	Tags   []string
+	Meta   []MetaMatch
+	Status StatusFilter
+}
+
+// key identifies the query in the cache: the same filters in another order
+// share one entry.
+func (q Query) key() string {
+	tags := slices.Clone(q.Tags)
+	slices.Sort(tags)
+	tags = slices.Compact(tags)
+	meta := make([]string, 0, len(q.Meta))
+	for _, m := range q.Meta {
+		meta = append(meta, m.Key+"\x00"+m.Value)
+	}
+	slices.Sort(meta)
+	meta = slices.Compact(meta)
+	return string(q.Status) + "\x01" + strings.Join(tags, "\x00") + "\x01" + strings.Join(meta, "\x01")
+}
+
+func (q Query) matches(in registry.Instance) bool {
+	if !q.Status.keeps(in.Status) {
+		return false
+	}
+	for _, tag := range q.Tags {
+		if !slices.Contains(in.Tags, tag) {
+			return false
+		}
+	}
+	for _, m := range q.Meta {
+		if v, ok := in.Metadata[m.Key]; !ok || v != m.Value {
+			return false
+		}
+	}
+	return true
+}
+
+// maxCachedQueries bounds the cache of one service, so a client that sends
+// endless distinct filters cannot grow it without limit.
+const maxCachedQueries = 64
+
+// cacheEntry is one encoded answer. It is good until the service changes
+// (version) or the earliest deadline among the instances in it passes.
+type cacheEntry struct {
+	body       []byte
+	index      uint64
+	version    uint64
+	validUntil time.Time // zero when the answer holds no instance
+}
+
+func (e cacheEntry) fresh(version uint64, now time.Time) bool {
+	return e.body != nil && e.version == version && (e.validUntil.IsZero() || now.Before(e.validUntil))
+}
+
+// Lookup returns the live instances of a service that match q, sorted by id,
+// and the service's index.
+func (v *View) Lookup(serviceName string, q Query) ([]registry.Instance, uint64) {
+	now := v.clock.Now()
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	svc := v.services[serviceName]
+	if svc == nil {
+		return []registry.Instance{}, 0
+	}
+	found, _ := lookupLocked(svc, q, now)
+	return found, svc.index
+}
+
+func lookupLocked(svc *service, q Query, now time.Time) ([]registry.Instance, time.Time) {
+	found := []registry.Instance{}
+	var earliest time.Time
+	for _, in := range svc.instances {
+		if !in.Live(now) || !q.matches(in) {
+			continue
+		}
+		found = append(found, in.Clone())
+		if earliest.IsZero() || in.ExpiresAt.Before(earliest) {
+			earliest = in.ExpiresAt
+		}
+	}
+	slices.SortFunc(found, func(a, b registry.Instance) int { return strings.Compare(a.ID, b.ID) })
+	return found, earliest
+}
+
+// lookupBody is the JSON answer of GET /api/v1/services/{service}.
+type lookupBody struct {
+	Service   string              `json:"service"`
+	Index     uint64              `json:"index"`
+	Instances []registry.Instance `json:"instances"`
+}
+
+// LookupJSON returns the encoded answer of a lookup,
+// {"service","index","instances"}, and the service's index. The encoding is
+// cached per service and query until the service changes or an instance in
+// the answer passes its deadline. Callers must not modify the bytes.
+func (v *View) LookupJSON(serviceName string, q Query) ([]byte, uint64) {
+	now := v.clock.Now()
+	key := q.key()
+
+	v.mu.RLock()
+	svc := v.services[serviceName]
+	if svc == nil {
+		v.mu.RUnlock()
+		v.misses.Add(1)
+		return mustEncode(lookupBody{Service: serviceName, Instances: []registry.Instance{}}), 0
+	}
+	if e, ok := svc.cache[key]; ok && e.fresh(svc.version, now) {
+		v.mu.RUnlock()
+		v.hits.Add(1)
+		return e.body, e.index
+	}
+	found, earliest := lookupLocked(svc, q, now)
+	entry := cacheEntry{index: svc.index, version: svc.version, validUntil: earliest}
+	v.mu.RUnlock()
+
+	v.misses.Add(1)
+	entry.body = mustEncode(lookupBody{Service: serviceName, Index: entry.index, Instances: found})
+
+	v.mu.Lock()
+	// Keep the entry only if the service did not change while encoding.
+	if v.services[serviceName] == svc && svc.version == entry.version {
+		if svc.cache == nil || len(svc.cache) >= maxCachedQueries {
+			svc.cache = map[string]cacheEntry{}
+		}
+		svc.cache[key] = entry
+	}
+	v.mu.Unlock()
+	return entry.body, entry.index
+}
+
+// CatalogEntry is one service in the catalogue: how many live instances it
+// has, and how many of them pass.
+type CatalogEntry struct {
+	Name      string `json:"name"`
+	Instances int    `json:"instances"`
+	Passing   int    `json:"passing"`
+}
+
+// Catalog lists the services that have at least one live instance, sorted by
+// name, and the catalogue index. A service whose instances have all gone is
+// left out, though its index still counts in the catalogue index.
+func (v *View) Catalog() ([]CatalogEntry, uint64) {
+	now := v.clock.Now()
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	entries, _ := v.catalogLocked(now)
+	return entries, v.catalogIndex
+}
+
+func (v *View) catalogLocked(now time.Time) ([]CatalogEntry, time.Time) {
+	entries := []CatalogEntry{}
+	var earliest time.Time
+	for name, svc := range v.services {
+		c := countLive(svc, now)
+		if c.Instances == 0 {
+			continue
+		}
+		entries = append(entries, CatalogEntry{Name: name, Instances: c.Instances, Passing: c.Passing})
+		for _, in := range svc.instances {
+			if in.Live(now) && (earliest.IsZero() || in.ExpiresAt.Before(earliest)) {
+				earliest = in.ExpiresAt
+			}
+		}
+	}
+	slices.SortFunc(entries, func(a, b CatalogEntry) int { return strings.Compare(a.Name, b.Name) })
+	return entries, earliest
+}
+
+// catalogBody is the JSON answer of GET /api/v1/services.
+type catalogBody struct {
+	Index    uint64         `json:"index"`
+	Services []CatalogEntry `json:"services"`
+}
+
+// CatalogJSON returns the encoded catalogue, {"index","services"}, and the
+// catalogue index, cached like LookupJSON. Callers must not modify the bytes.
+func (v *View) CatalogJSON() ([]byte, uint64) {
+	now := v.clock.Now()
+	v.mu.RLock()
+	if e := v.catalogCache; e.fresh(v.version, now) {
+		v.mu.RUnlock()
+		v.hits.Add(1)
+		return e.body, e.index
+	}
+	entries, earliest := v.catalogLocked(now)
+	entry := cacheEntry{index: v.catalogIndex, version: v.version, validUntil: earliest}
+	v.mu.RUnlock()
+
+	v.misses.Add(1)
+	entry.body = mustEncode(catalogBody{Index: entry.index, Services: entries})
+
+	v.mu.Lock()
+	if v.version == entry.version {
+		v.catalogCache = entry
+	}
+	v.mu.Unlock()
+	return entry.body, entry.index
+}
+
+// mustEncode encodes the view's own answer types, which hold nothing that
+// JSON cannot encode.
+func mustEncode(body any) []byte {
+	b, err := json.Marshal(body)
+	if err != nil {
+		panic(fmt.Sprintf("view: encode %T: %v", body, err))
+	}
+	return append(b, '\n')
+}
