@@ -1,0 +1,47 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+)
+
+// Reload reads the configuration again (SIGHUP) and applies what can change
+// while serving: the log level. It logs what changed, and which changes
+// wait for a restart. A configuration that no longer loads is logged and
+// ignored: the server keeps running as it was.
+func (d *Daemon) Reload() {
+	if d.opts.Reload == nil {
+		return
+	}
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	next, err := d.opts.Reload()
+	if err != nil {
+		d.logger.Error("reload failed; keeping the running configuration", "err", err)
+		return
+	}
+	prev := d.current
+	d.current = next
+
+	var restart []string
+	for _, key := range prev.ChangedKeys(next) {
+		if key != "log.level" {
+			restart = append(restart, key)
+		}
+	}
+	if prev.Log.Level != next.Log.Level && d.opts.Level != nil {
+		d.opts.Level.Set(next.Log.Level)
+		// Logged at a level that shows under the new setting.
+		d.logger.Log(context.Background(), max(slog.LevelInfo, next.Log.Level), "log level changed",
+			"from", levelName(prev.Log.Level), "to", levelName(next.Log.Level))
+	}
+	if len(restart) > 0 {
+		d.logger.Warn("configuration changed; these settings take effect after a restart", "keys", restart)
+	}
+	if prev.Log.Level == next.Log.Level && len(restart) == 0 {
+		d.logger.Info("configuration reloaded; nothing changed")
+	}
+}
+
+func levelName(l slog.Level) string { return strings.ToLower(l.String()) }

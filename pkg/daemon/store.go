@@ -1,0 +1,45 @@
+package daemon
+
+import (
+	"context"
+
+	"github.com/sagaproject/saga/pkg/registry"
+	"github.com/sagaproject/saga/pkg/store/embedded"
+	"github.com/sagaproject/saga/pkg/store/redis"
+)
+
+// Storage names, as the health report shows them.
+const (
+	StorageEmbedded = "embedded"
+	StorageRedis    = "redis"
+)
+
+// openStore opens the Redis store when redis.url is set, else the embedded
+// store in the data directory.
+func (d *Daemon) openStore(ctx context.Context) (registry.Store, string, error) {
+	if r := d.cfg.Redis; r.URL != "" {
+		s, err := redis.Open(ctx, redis.Options{
+			URL:            r.URL,
+			CAFile:         r.TLS.CAFile,
+			CertFile:       r.TLS.CertFile,
+			KeyFile:        r.TLS.KeyFile,
+			ServerName:     r.TLS.ServerName,
+			MinReplicasAck: r.MinReplicasAck,
+			AckTimeout:     r.AckTimeout,
+			Clock:          d.clock,
+		}, d.logger)
+		if err != nil {
+			return nil, StorageRedis, err
+		}
+		return s, StorageRedis, nil
+	}
+	dir, err := d.cfg.DataDir(d.opts.Getenv)
+	if err != nil {
+		return nil, StorageEmbedded, err
+	}
+	s, err := embedded.Open(dir, d.logger)
+	if err != nil {
+		return nil, StorageEmbedded, err
+	}
+	return s, StorageEmbedded, nil
+}
