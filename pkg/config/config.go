@@ -159,7 +159,11 @@ func (c *Config) validateRedis() error {
 	r := c.Redis
 	if r.URL != "" {
 		u, err := url.Parse(r.URL)
-		if err != nil || !slices.Contains(redisSchemes, u.Scheme) {
+		if err != nil {
+			// url.Error repeats the whole URL, password included: say less.
+			return c.invalid("redis.url", "is not a valid URL (check the host part and any brackets or special characters)")
+		}
+		if !slices.Contains(redisSchemes, u.Scheme) {
 			return c.invalid("redis.url", "must start with redis://, rediss://, redis-sentinel:// or redis-cluster://")
 		}
 		if u.Host == "" {
