@@ -69,3 +69,144 @@ saga-test: test   ## Same as `make test`
 .PHONY: clean
 clean: ## Remove build output
 	rm -rf bin dist
+
+##@ Packaging
+
+# Packages, image and release are built with pinned tools from the separate
+# tools/ module (goreleaser, nfpm, cyclonedx-gomod), so they never enter the
+# main module's dependencies. `go build tool` compiles them once (goreleaser
+# takes minutes the first time, then it is cached).
+TOOLS_BIN   := bin/tools
+NFPM        := $(TOOLS_BIN)/nfpm
+GORELEASER  := $(TOOLS_BIN)/goreleaser
+# Every packaged file gets the last commit's time, so packages are reproducible.
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+export SOURCE_DATE_EPOCH
+# A package version must start with a digit and hold no '-' (RPM): "1.2.0",
+# "1.2.0+3.gabc1234", or "0.0.0+git.abc1234.dirty" before the first tag.
+PKG_VERSION ?= $(shell echo '$(VERSION)' | sed -E 's/^([0-9][^-]*)-/\1+/; s/^([^0-9])/0.0.0+git.\1/; s/-/./g')
+PKG_ARCH    ?= $(shell $(GO) env GOARCH)
+PACKAGE_DIR ?= bin/packages
+ASSETS_DIR  := bin/assets
+IMAGE       ?= saga
+# docker when an engine answers, else podman. Podman here runs rootful with
+# `--runtime runc --cgroup-manager=cgroupfs`, and needs `default_ulimits = []`
+# in /etc/containers/containers.conf where the sandbox forbids raising ulimits
+# (`make package-deps` writes that file when it is missing).
+CONTAINER_ENGINE ?= $(shell if docker info >/dev/null 2>&1; then echo docker; elif command -v podman >/dev/null; then echo podman; fi)
+ENGINE_FLAGS ?= $(if $(filter podman,$(CONTAINER_ENGINE)),--runtime runc --cgroup-manager=cgroupfs)
+# Podman writes OCI images by default, which drop HEALTHCHECK; docker's format keeps it.
+IMAGE_BUILD_FLAGS ?= $(if $(filter podman,$(CONTAINER_ENGINE)),--format docker)
+
+.PHONY: tools
+tools: ## Build the pinned packaging tools into bin/tools
+	cd tools && $(GO) build -o ../$(TOOLS_BIN)/ tool
+
+.PHONY: package-deps
+package-deps: ## Install what packaging and its checks need (lintian, rpmlint, rpm, podman, ruby, nginx, …)
+	@missing=""; \
+	for bin in lintian rpmlint rpm podman runc ruby debootstrap nginx; do command -v $$bin >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+		echo "make: installing lintian, rpmlint, rpm, podman, runc, ruby, debootstrap and nginx-light with apt"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lintian rpmlint rpm podman runc uidmap ruby debootstrap nginx-light >/dev/null; \
+		$(SUDO) systemctl disable --now nginx >/dev/null 2>&1 || true; \
+	fi
+	@if [ ! -s /etc/containers/containers.conf ]; then \
+		printf '[containers]\n# Keep the host limits: the sandbox may not raise them.\ndefault_ulimits = []\n' | $(SUDO) tee /etc/containers/containers.conf >/dev/null; \
+	fi
+
+# The end-to-end tests also build, lint and install the packages and the
+# image, and the contrib and packaging-definition tests run with them.
+e2e: package-deps tools test-packaging
+
+.PHONY: test-packaging
+test-packaging: package-deps ## Tests of the contrib examples and of the package definitions (their own modules)
+	cd contrib && $(GO) vet ./... && $(GO) test -race -count=1 ./...
+	cd tools && $(GO) vet ./... && $(GO) test -race -count=1 ./...
+
+.PHONY: package-assets
+package-assets: ## Generate completions, man pages, config.toml and the CA bundle into bin/assets
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(ASSETS_DIR)/saga ./cmd/saga
+	sh packaging/assets.sh $(ASSETS_DIR)/saga $(ASSETS_DIR)
+
+.PHONY: package
+package: package-assets $(NFPM) ## Build the .deb and .rpm into bin/packages (PKG_ARCH=amd64|arm64)
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(PKG_ARCH) $(GO) build $(GOFLAGS_BUILD) -o bin/pkg/linux-$(PKG_ARCH)/saga ./cmd/saga
+	mkdir -p $(PACKAGE_DIR)
+	for fmt in deb rpm; do \
+		VERSION='$(PKG_VERSION)' GOARCH=$(PKG_ARCH) $(NFPM) package --config nfpm.yaml --packager $$fmt --target $(PACKAGE_DIR)/ || exit 1; \
+	done
+	@ls -1 $(PACKAGE_DIR)
+
+.PHONY: package-lint
+package-lint: package ## lintian and rpmlint on the built packages
+	lintian --fail-on error,warning $(PACKAGE_DIR)/saga_$(PKG_VERSION)-1_$(PKG_ARCH).deb
+	$(SUDO) sh packaging/rpmlint.sh $(PACKAGE_DIR)/saga-$(PKG_VERSION)-1.*.rpm
+
+.PHONY: image
+image: package-assets ## Build the OCI image saga:VERSION from scratch with docker or podman
+	@[ -n "$(CONTAINER_ENGINE)" ] || { echo "make: neither a docker engine nor podman is available (make package-deps)"; exit 1; }
+	rm -rf bin/image && mkdir -p bin/image/packaging/image bin/image/$(ASSETS_DIR)
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(PKG_ARCH) $(GO) build $(GOFLAGS_BUILD) -o bin/image/saga ./cmd/saga
+	cp Dockerfile .dockerignore bin/image/
+	cp -R packaging/image/. bin/image/packaging/image/
+	cp $(ASSETS_DIR)/ca-certificates.crt bin/image/$(ASSETS_DIR)/
+	$(CONTAINER_ENGINE) $(ENGINE_FLAGS) build $(IMAGE_BUILD_FLAGS) --platform linux/$(PKG_ARCH) \
+		--build-arg VERSION=$(VERSION) --build-arg REVISION=$(COMMIT) --build-arg CREATED=$(DATE) \
+		-t $(IMAGE):$(VERSION) -t $(IMAGE):latest bin/image
+
+.PHONY: release-snapshot
+release-snapshot: $(GORELEASER) ## A full local release with goreleaser into dist/ (nothing published)
+	@[ -n "$(CONTAINER_ENGINE)" ] || { echo "make: neither a docker engine nor podman is available (make package-deps)"; exit 1; }
+	# goreleaser calls `docker`; with podman, a shim on PATH stands in for it.
+	rm -rf bin/shim && mkdir -p bin/shim
+	printf '#!/bin/sh\nif [ "$$1" = build ]; then shift; set -- build $(IMAGE_BUILD_FLAGS) "$$@"; fi\nexec $(CONTAINER_ENGINE) $(ENGINE_FLAGS) "$$@"\n' >bin/shim/docker && chmod +x bin/shim/docker
+	$(GORELEASER) check
+	# goreleaser reads the remote's URL; a clone without one gets the project's.
+	PATH="$(CURDIR)/bin/shim:$$PATH" $(if $(shell git remote 2>/dev/null),,GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=remote.origin.url GIT_CONFIG_VALUE_0=https://github.com/sagaproject/saga.git) \
+		$(GORELEASER) release --snapshot --clean --skip=publish
+
+$(NFPM) $(GORELEASER):
+	$(MAKE) tools
+
+##@ Service
+
+# The saga that the service targets drive: the one on PATH, else the one
+# `make saga-update` installs.
+SAGA_CLI     ?= $(shell command -v saga 2>/dev/null || echo /usr/local/bin/saga)
+SERVICE_NAME ?= saga
+
+.PHONY: e2e-deps
+e2e-deps: ## Install what the end-to-end tests need (debootstrap, systemd-container) when missing
+	@missing=""; \
+	for bin in debootstrap systemd-nspawn nsenter; do command -v $$bin >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+		echo "make: installing debootstrap and systemd-container with apt (the e2e tests boot Debian under systemd-nspawn)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap systemd-container >/dev/null; \
+	fi
+
+.PHONY: e2e
+e2e: e2e-deps build ## End-to-end tests: saga as a service in a booted Debian 12 (needs root; the first run builds the root file system)
+	$(SUDO) env "PATH=$$PATH" SAGA_E2E_BINARY=$(CURDIR)/$(BIN) $(GO) test -tags e2e -count=1 -timeout 60m ./test/e2e/...
+
+.PHONY: saga-update
+saga-update: build ## Build, install the CLI over the saga on PATH (else /usr/local/bin), and restart the service if it is installed
+	$(SUDO) install -m 0755 $(BIN) $(SAGA_CLI)
+	@$(SUDO) $(SAGA_CLI) status >/dev/null; rc=$$?; \
+	if [ $$rc -eq 4 ]; then echo "make: the service is not installed; nothing to restart"; \
+	else $(SUDO) $(SAGA_CLI) restart; fi
+
+.PHONY: saga-service-status
+saga-service-status: ## Show the service's state (and systemd's view of it)
+	-$(SAGA_CLI) status
+	-@if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then systemctl status $(SERVICE_NAME) --no-pager; fi
+
+.PHONY: saga-service-logs
+saga-service-logs: ## Follow the service's logs (journald on Linux, ~/.saga/logs or /var/log/saga on macOS)
+	@if command -v journalctl >/dev/null; then $(SUDO) journalctl -u $(SERVICE_NAME) -n 100 -f; \
+	elif [ -d "$$HOME/.saga/logs" ]; then tail -n 100 -f "$$HOME"/.saga/logs/*.log; \
+	else tail -n 100 -f /var/log/saga/*.log; fi
+
+.PHONY: saga-service-restart
+saga-service-restart: ## Restart the installed service
+	$(SUDO) $(SAGA_CLI) restart
