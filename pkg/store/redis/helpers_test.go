@@ -1,0 +1,104 @@
+package redis_test
+
+import (
+	"bytes"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sagaproject/saga/pkg/registry"
+	"github.com/sagaproject/saga/pkg/store/redis"
+	"github.com/sagaproject/saga/pkg/store/redis/redistest"
+)
+
+// open opens a store closed by t.Cleanup, logging to the test's output.
+func open(t testing.TB, opts redis.Options) *redis.Store {
+	t.Helper()
+	s, err := redis.Open(t.Context(), opts, slog.New(slog.NewTextHandler(t.Output(), nil)))
+	if err != nil {
+		t.Fatalf("Open(%s): %v", opts.URL, err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// tlsOptions are the options for the TLS server's rediss:// URL.
+func tlsOptions(srv *redistest.Server) redis.Options {
+	return redis.Options{
+		URL:        srv.URL(),
+		CAFile:     srv.TLS.CAFile,
+		CertFile:   srv.TLS.CertFile,
+		KeyFile:    srv.TLS.KeyFile,
+		ServerName: srv.TLS.ServerName,
+	}
+}
+
+// waitChange returns the first event on changes that match accepts, or
+// fails the test after timeout.
+func waitChange(t testing.TB, changes <-chan registry.Event, timeout time.Duration, match func(registry.Event) bool) registry.Event {
+	t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		select {
+		case ev, ok := <-changes:
+			if !ok {
+				t.Fatal("Changes closed")
+			}
+			if match(ev) {
+				return ev
+			}
+		case <-deadline.C:
+			t.Fatalf("no matching event on Changes within %s", timeout)
+		}
+	}
+}
+
+func isEvent(typ registry.EventType, service, id string) func(registry.Event) bool {
+	return func(ev registry.Event) bool {
+		return ev.Type == typ && ev.Service == service && ev.Instance.ID == id
+	}
+}
+
+// eventually polls cond until it returns nil or timeout passes, and returns
+// how long that took.
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() error) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		err := cond()
+		if err == nil {
+			return time.Since(start)
+		}
+		if time.Since(start) > timeout {
+			t.Fatalf("%s: not within %s: %v", what, timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// syncBuffer is a log destination safe for the store's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestMain(m *testing.M) {
+	// go-redis logs every failed dial; the outage tests cause many.
+	redis.RouteClientLogs(slog.New(slog.DiscardHandler))
+	os.Exit(m.Run())
+}

@@ -1,0 +1,152 @@
+package redis
+
+import goredis "github.com/redis/go-redis/v9"
+
+// Every script works on the keys of one service, all in one hash slot:
+//
+//	KEYS[1] service:{name}:index      STRING  the service's index
+//	KEYS[2] service:{name}:instances  HASH    id -> record JSON
+//	KEYS[3] service:{name}:state      HASH    id -> "status ttl_seconds last_heartbeat_ms"
+//	KEYS[4] service:{name}:deadlines  ZSET    id scored by expires_at in ms since the epoch
+//
+// ARGV[1] is the change channel and ARGV[2] the head of every notice,
+// `{"origin":"…","service":"…"`, built once in Go; a script's own
+// arguments follow. Each script publishes the notice of its change on the
+// channel and returns it too, so the caller and every other Saga process
+// decode the same JSON.
+//
+// The scripts are the heartbeat's whole cost on the Redis side, so they
+// concatenate strings rather than encode tables: statuses, times and
+// indexes are digits or fixed words that need no escaping.
+
+// noticeLua builds a change notice. Times arrive as strings of digits;
+// a computed one goes through %d, since Lua would print 13 digits in
+// exponent form.
+const noticeLua = `
+local function notice(typ, id, index, status, hb, expires)
+  return ARGV[2] .. ',"type":"' .. typ .. '","id":' .. cjson.encode(id) ..
+    ',"index":' .. index .. ',"record":' .. redis.call('HGET', KEYS[2], id) ..
+    ',"status":"' .. status .. '","heartbeat":' .. hb .. ',"expires":' .. expires .. '}'
+end
+local function current_index()
+  return redis.call('GET', KEYS[1]) or '0'
+end
+`
+
+// registerScript stores an instance, replacing one with the same id.
+// ARGV[3] id, [4] record JSON, [5] status, [6] ttl seconds, [7] now ms
+// (the last heartbeat), [8] expires ms. A predecessor whose deadline has
+// passed counts as gone: "registered".
+var registerScript = goredis.NewScript(noticeLua + `
+local id = ARGV[3]
+local old = redis.call('ZSCORE', KEYS[4], id)
+local typ = 'registered'
+if old and tonumber(old) > tonumber(ARGV[7]) then typ = 'updated' end
+local index = redis.call('INCR', KEYS[1])
+redis.call('HSET', KEYS[2], id, ARGV[4])
+redis.call('HSET', KEYS[3], id, ARGV[5] .. ' ' .. ARGV[6] .. ' ' .. ARGV[7])
+redis.call('ZADD', KEYS[4], ARGV[8], id)
+local msg = notice(typ, id, index, ARGV[5], ARGV[7], ARGV[8])
+redis.call('PUBLISH', ARGV[1], msg)
+return msg
+`)
+
+// heartbeatScript renews a live instance's deadline to now + TTL and, when
+// ARGV[4] names a different status, sets it and bumps the index.
+// ARGV[3] id, [4] status or "", [5] now ms. Returns nil when the instance
+// is unknown or its deadline is not after now.
+var heartbeatScript = goredis.NewScript(noticeLua + `
+local id, now = ARGV[3], ARGV[5]
+local deadline = redis.call('ZSCORE', KEYS[4], id)
+if not deadline or tonumber(deadline) <= tonumber(now) then return false end
+local status, ttl = string.match(redis.call('HGET', KEYS[3], id), '^(%S+) (%d+)')
+local expires = string.format('%d', tonumber(now) + tonumber(ttl) * 1000)
+local typ, index = 'heartbeat', nil
+if ARGV[4] ~= '' and ARGV[4] ~= status then
+  status, typ = ARGV[4], 'updated'
+  index = redis.call('INCR', KEYS[1])
+else
+  index = current_index()
+end
+redis.call('HSET', KEYS[3], id, status .. ' ' .. ttl .. ' ' .. now)
+redis.call('ZADD', KEYS[4], expires, id)
+local msg = notice(typ, id, index, status, now, expires)
+redis.call('PUBLISH', ARGV[1], msg)
+return msg
+`)
+
+// deregisterScript removes an instance. ARGV[3] id. Nil when unknown.
+var deregisterScript = goredis.NewScript(noticeLua + `
+local id = ARGV[3]
+local deadline = redis.call('ZSCORE', KEYS[4], id)
+if not deadline then return false end
+local index = redis.call('INCR', KEYS[1])
+local status, hb = string.match(redis.call('HGET', KEYS[3], id), '^(%S+) %d+ (%d+)$')
+local msg = notice('deregistered', id, index, status, hb, deadline)
+redis.call('HDEL', KEYS[2], id)
+redis.call('HDEL', KEYS[3], id)
+redis.call('ZREM', KEYS[4], id)
+redis.call('PUBLISH', ARGV[1], msg)
+return msg
+`)
+
+// expireScript removes every instance whose deadline is not after ARGV[3]
+// (now ms) and returns the earliest deadline left ("" when none), then
+// the notices of what it removed. Redis runs one script at a time, so
+// when several Saga processes race, each instance is removed, and its
+// "expired" notice published, by exactly one of them.
+var expireScript = goredis.NewScript(noticeLua + `
+local due = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[3], 'WITHSCORES')
+local out = {''}
+for i = 1, #due, 2 do
+  local id, deadline = due[i], due[i + 1]
+  local index = redis.call('INCR', KEYS[1])
+  local status, hb = string.match(redis.call('HGET', KEYS[3], id), '^(%S+) %d+ (%d+)$')
+  local msg = notice('expired', id, index, status, hb, deadline)
+  redis.call('HDEL', KEYS[2], id)
+  redis.call('HDEL', KEYS[3], id)
+  redis.call('ZREM', KEYS[4], id)
+  redis.call('PUBLISH', ARGV[1], msg)
+  out[#out + 1] = msg
+end
+local first = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+if first[2] then out[1] = first[2] end
+return out
+`)
+
+// graceScript moves every deadline earlier than now + TTL to now + TTL and
+// publishes a heartbeat notice for each, so every process's view holds the
+// new deadlines. ARGV[3] now ms. Returns the notices.
+var graceScript = goredis.NewScript(noticeLua + `
+local now = tonumber(ARGV[3])
+local all = redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES')
+local index = current_index()
+local out = {}
+for i = 1, #all, 2 do
+  local id, deadline = all[i], tonumber(all[i + 1])
+  local status, ttl, hb = string.match(redis.call('HGET', KEYS[3], id), '^(%S+) (%d+) (%d+)$')
+  local floor = now + tonumber(ttl) * 1000
+  if deadline < floor then
+    local expires = string.format('%d', floor)
+    redis.call('ZADD', KEYS[4], expires, id)
+    local msg = notice('heartbeat', id, index, status, hb, expires)
+    redis.call('PUBLISH', ARGV[1], msg)
+    out[#out + 1] = msg
+  end
+end
+return out
+`)
+
+// snapshotScript reads one service at one moment: its index, then one
+// notice per instance.
+var snapshotScript = goredis.NewScript(noticeLua + `
+local index = current_index()
+local out = {tonumber(index)}
+local all = redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES')
+for i = 1, #all, 2 do
+  local id = all[i]
+  local status, hb = string.match(redis.call('HGET', KEYS[3], id), '^(%S+) %d+ (%d+)$')
+  out[#out + 1] = notice('snapshot', id, index, status, hb, all[i + 1])
+end
+return out
+`)

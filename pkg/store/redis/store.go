@@ -1,0 +1,527 @@
+package redis
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/sagaproject/saga/pkg/registry"
+)
+
+// changesBuffer is how many events Changes holds before the store drops
+// events and owes its reader an EventResync.
+const changesBuffer = 4096
+
+// Store is a registry.Store on Redis. It is safe for concurrent use.
+type Store struct {
+	client     goredis.UniversalClient
+	pubsub     *goredis.PubSub
+	clock      registry.Clock
+	logger     *slog.Logger
+	origin     string // tells this store's own notices from other processes'
+	minAcks    int
+	ackTimeout time.Duration
+
+	up    atomic.Bool   // Redis answers and the grace after an outage is granted
+	kick  chan struct{} // wakes the monitor when a command found Redis gone
+	known sync.Map      // service names known to be in the catalogue set
+
+	records recordCache
+	due     dueHints
+
+	feedMu  sync.Mutex
+	changes chan registry.Event
+	lost    bool // events were dropped: the reader is owed an EventResync
+	closed  bool
+
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+var _ registry.Store = (*Store)(nil)
+
+// Open builds the store for opts.URL. It fails only when the URL is malformed
+// or a TLS file cannot be read. When Redis cannot be reached, the store
+// starts degraded (every method returns registry.ErrUnavailable) and keeps
+// retrying in the background; once connected it grants the grace of
+// self-preservation and sends EventResync.
+func Open(ctx context.Context, opts Options, logger *slog.Logger) (*Store, error) {
+	t, err := parseURL(opts.URL)
+	if err != nil {
+		return nil, fmt.Errorf("redis url: %w", err)
+	}
+	tlsCfg, err := tlsConfig(t, opts)
+	if err != nil {
+		return nil, fmt.Errorf("redis tls: %w", err)
+	}
+	if opts.MinReplicasAck < 0 {
+		return nil, fmt.Errorf("redis min replicas ack: %d is below 0", opts.MinReplicasAck)
+	}
+	if opts.AckTimeout <= 0 {
+		opts.AckTimeout = defaultAckTimeout
+	}
+	if opts.Clock == nil {
+		opts.Clock = registry.SystemClock{}
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{
+		client:     newClient(t, tlsCfg, opts),
+		clock:      opts.Clock,
+		logger:     logger.With("component", "redis-store"),
+		origin:     registry.NewID(),
+		minAcks:    opts.MinReplicasAck,
+		ackTimeout: opts.AckTimeout,
+		kick:       make(chan struct{}, 1),
+		changes:    make(chan registry.Event, changesBuffer),
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+
+	// Subscribe before the first write can happen, so no change made by
+	// another process after Open returns is missed. The PubSub remembers
+	// the channel even when Redis is down and subscribes on reconnect.
+	firstCtx, cancelFirst := context.WithTimeout(ctx, dialTimeout)
+	defer cancelFirst()
+	s.pubsub = s.client.Subscribe(firstCtx, changeChannel)
+	err = s.client.Ping(firstCtx).Err()
+	if err == nil {
+		_, err = s.pubsub.ReceiveTimeout(firstCtx, dialTimeout) // the subscription's confirmation
+	}
+	if err == nil {
+		s.up.Store(true)
+		s.logger.Info("connected to redis", "addrs", t.addrs)
+	} else {
+		s.logger.Warn("redis unreachable at start-up; serving degraded and retrying", "addrs", t.addrs, "err", err)
+	}
+	s.wg.Add(2)
+	go func() { defer s.wg.Done(); s.monitor(runCtx) }()
+	go func() { defer s.wg.Done(); s.subscribe(runCtx) }()
+	return s, nil
+}
+
+// Register stores in, replacing an instance with the same service and id.
+func (s *Store) Register(ctx context.Context, in registry.Instance) (registry.Event, error) {
+	if err := checkInstance(in); err != nil {
+		return registry.Event{}, err
+	}
+	if err := s.available("register"); err != nil {
+		return registry.Event{}, err
+	}
+	if err := s.addToCatalog(ctx, in.Service); err != nil {
+		return registry.Event{}, s.fail(ctx, "register", err)
+	}
+	now := in.LastHeartbeat
+	if now.IsZero() {
+		now = in.RegisteredAt
+	}
+	status := in.Status
+	if status == "" {
+		status = registry.StatusPassing
+	}
+	rec, err := json.Marshal(record{
+		Address: in.Address, Port: in.Port, Tags: in.Tags, Metadata: in.Metadata,
+		TTLSeconds: in.TTLSeconds, RegisteredAt: millis(in.RegisteredAt),
+	})
+	if err != nil {
+		return registry.Event{}, fmt.Errorf("redis register: encode instance: %w", err)
+	}
+	return s.write(ctx, "register", registerScript, in.Service,
+		in.ID, rec, string(status), in.TTLSeconds, millis(now), millis(in.ExpiresAt))
+}
+
+// Heartbeat renews a live instance in one round trip (one EVALSHA).
+func (s *Store) Heartbeat(ctx context.Context, service, id string, status registry.Status, now time.Time) (registry.Event, error) {
+	if err := registry.ValidateStatus(status); err != nil {
+		return registry.Event{}, err
+	}
+	if err := s.available("heartbeat"); err != nil {
+		return registry.Event{}, err
+	}
+	raw, err := heartbeatScript.Run(ctx, s.client, serviceKeys(service), s.scriptArgs(service, id, string(status), millis(now))...).Text()
+	if errors.Is(err, goredis.Nil) {
+		return registry.Event{}, fmt.Errorf("heartbeat %s/%s: %w", service, id, registry.ErrNotFound)
+	}
+	if err != nil {
+		return registry.Event{}, s.fail(ctx, "heartbeat", err)
+	}
+	return s.deliver(raw)
+}
+
+// Deregister removes an instance.
+func (s *Store) Deregister(ctx context.Context, service, id string) (registry.Event, error) {
+	if err := s.available("deregister"); err != nil {
+		return registry.Event{}, err
+	}
+	return s.write(ctx, "deregister", deregisterScript, service, id)
+}
+
+// write runs a register or deregister script, then, with MinReplicasAck,
+// waits for the replicas. A change that the replicas did not acknowledge
+// in time is still made and announced, but reported as ErrUnavailable.
+func (s *Store) write(ctx context.Context, op string, script *goredis.Script, service, id string, args ...any) (registry.Event, error) {
+	keys := serviceKeys(service)
+	allArgs := s.scriptArgs(service, append([]any{id}, args...)...)
+	var raw string
+	var acked int64
+	var err error
+	if s.minAcks == 0 {
+		raw, err = script.Run(ctx, s.client, keys, allArgs...).Text()
+	} else {
+		raw, acked, err = s.runAndWait(ctx, script, keys, allArgs)
+	}
+	if errors.Is(err, goredis.Nil) {
+		return registry.Event{}, fmt.Errorf("%s %s/%s: %w", op, service, id, registry.ErrNotFound)
+	}
+	if err != nil {
+		return registry.Event{}, s.fail(ctx, op, err)
+	}
+	ev, err := s.deliver(raw)
+	if err != nil {
+		return ev, err
+	}
+	if s.minAcks > 0 && acked < int64(s.minAcks) {
+		return ev, fmt.Errorf("redis %s: %w: only %d of %d replicas acknowledged the change within %s; it is on the master but a failover now could lose it",
+			op, registry.ErrUnavailable, acked, s.minAcks, s.ackTimeout)
+	}
+	return ev, nil
+}
+
+// runAndWait sends the script and WAIT in one pipeline on one connection
+// to the service's master: WAIT counts the replicas that have everything
+// that connection wrote.
+func (s *Store) runAndWait(ctx context.Context, script *goredis.Script, keys []string, args []any) (string, int64, error) {
+	var node *goredis.Client
+	switch c := s.client.(type) {
+	case *goredis.ClusterClient:
+		var err error
+		if node, err = c.MasterForKey(ctx, keys[0]); err != nil {
+			return "", 0, err
+		}
+	case *goredis.Client:
+		node = c
+	default:
+		return "", 0, fmt.Errorf("WAIT is not supported on %T", s.client)
+	}
+	for attempt := 0; ; attempt++ {
+		var eval *goredis.Cmd
+		var wait *goredis.Cmd
+		_, _ = node.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			eval = script.EvalSha(ctx, p, keys, args...)
+			wait = p.Do(ctx, "WAIT", s.minAcks, s.ackTimeout.Milliseconds())
+			return nil
+		})
+		if isNoScript(eval.Err()) && attempt == 0 {
+			if err := script.Load(ctx, node).Err(); err != nil {
+				return "", 0, err
+			}
+			continue
+		}
+		raw, err := eval.Text()
+		if err != nil {
+			return "", 0, err
+		}
+		acked, err := wait.Int64()
+		if err != nil {
+			return "", 0, fmt.Errorf("wait for replicas: %w", err)
+		}
+		return raw, acked, nil
+	}
+}
+
+// ExpireDue removes every instance whose deadline is not after now, one
+// script per service, all in one pipeline: for the services that may have
+// something due (dueHints), and every sweepEvery for the whole catalogue.
+// It returns the events of what it removed even when some services failed
+// (then with the error too).
+func (s *Store) ExpireDue(ctx context.Context, now time.Time) ([]registry.Event, error) {
+	if err := s.available("expire"); err != nil {
+		return nil, err
+	}
+	sweep, names, gens := s.due.plan(now)
+	if sweep {
+		var err error
+		if names, err = s.client.SMembers(ctx, catalogKey).Result(); err != nil {
+			return nil, s.fail(ctx, "expire", err)
+		}
+	}
+	cmds, err := s.runEach(ctx, expireScript, names, millis(now))
+	if err != nil {
+		return nil, s.fail(ctx, "expire", err)
+	}
+	var events []registry.Event
+	var firstErr error
+	next := make(map[string]int64, len(names))
+	for i, cmd := range cmds {
+		raws, err := cmd.StringSlice()
+		if err != nil || len(raws) == 0 {
+			firstErr = keepFirst(firstErr, err)
+			continue
+		}
+		next[names[i]] = math.MaxInt64 // no instance left: nothing due until a notice says so
+		if raws[0] != "" {
+			if next[names[i]], err = strconv.ParseInt(raws[0], 10, 64); err != nil {
+				firstErr = keepFirst(firstErr, fmt.Errorf("expire %s: next deadline %q: %w", names[i], raws[0], err))
+				delete(next, names[i])
+			}
+		}
+		for _, raw := range raws[1:] {
+			ev, err := s.deliver(raw)
+			if err != nil {
+				firstErr = keepFirst(firstErr, err)
+				continue
+			}
+			events = append(events, ev)
+		}
+	}
+	if firstErr != nil {
+		return events, s.fail(ctx, "expire", firstErr)
+	}
+	s.due.done(now, sweep, gens, next)
+	return events, nil
+}
+
+// GrantGrace moves every deadline earlier than now + TTL to now + TTL.
+func (s *Store) GrantGrace(ctx context.Context, now time.Time) error {
+	if err := s.available("grant grace"); err != nil {
+		return err
+	}
+	if err := s.grantGrace(ctx, now); err != nil {
+		return s.fail(ctx, "grant grace", err)
+	}
+	return nil
+}
+
+func (s *Store) grantGrace(ctx context.Context, now time.Time) error {
+	names, err := s.client.SMembers(ctx, catalogKey).Result()
+	if err != nil {
+		return err
+	}
+	cmds, err := s.runEach(ctx, graceScript, names, millis(now))
+	if err != nil {
+		return err
+	}
+	var firstErr error
+	for _, cmd := range cmds {
+		raws, err := cmd.StringSlice()
+		if err != nil {
+			firstErr = keepFirst(firstErr, err)
+			continue
+		}
+		for _, raw := range raws {
+			if _, err := s.deliver(raw); err != nil {
+				firstErr = keepFirst(firstErr, err)
+			}
+		}
+	}
+	return firstErr
+}
+
+// Snapshot reads every service in the catalogue, each at one moment.
+func (s *Store) Snapshot(ctx context.Context) (registry.Snapshot, error) {
+	snap := registry.Snapshot{Services: map[string]registry.ServiceSnapshot{}}
+	if err := s.available("snapshot"); err != nil {
+		return snap, err
+	}
+	names, err := s.client.SMembers(ctx, catalogKey).Result()
+	if err != nil {
+		return snap, s.fail(ctx, "snapshot", err)
+	}
+	cmds, err := s.runEach(ctx, snapshotScript, names)
+	if err != nil {
+		return snap, s.fail(ctx, "snapshot", err)
+	}
+	for i, cmd := range cmds {
+		reply, err := cmd.Slice()
+		if err != nil {
+			return snap, s.fail(ctx, "snapshot", err)
+		}
+		index, _ := reply[0].(int64)
+		if index == 0 {
+			continue // in the catalogue but never changed: no index yet
+		}
+		svc := registry.ServiceSnapshot{Index: uint64(index), Instances: make([]registry.Instance, 0, len(reply)-1)}
+		for _, item := range reply[1:] {
+			raw, _ := item.(string)
+			n, err := s.records.decodeNotice(raw)
+			if err != nil {
+				return snap, fmt.Errorf("redis snapshot of %s: %w", names[i], err)
+			}
+			svc.Instances = append(svc.Instances, n.instance())
+		}
+		snap.Services[names[i]] = svc
+	}
+	return snap, nil
+}
+
+// Changes delivers this store's events and those of every other Saga
+// process on the same Redis.
+func (s *Store) Changes() <-chan registry.Event { return s.changes }
+
+// Ping reports whether Redis answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.available("ping"); err != nil {
+		return err
+	}
+	if err := s.client.Ping(ctx).Err(); err != nil {
+		return s.fail(ctx, "ping", err)
+	}
+	return nil
+}
+
+// Close stops the background work and closes the connections. Changes is
+// closed once nothing can send on it any more.
+func (s *Store) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		s.cancel()
+		_ = s.pubsub.Close()
+		s.wg.Wait()
+		s.feedMu.Lock()
+		s.closed = true
+		close(s.changes)
+		s.feedMu.Unlock()
+		err = s.client.Close()
+	})
+	return err
+}
+
+// scriptArgs puts the channel and the notice head before a script's own
+// arguments (the ARGV layout of scripts.go).
+func (s *Store) scriptArgs(service string, args ...any) []any {
+	head := `{"origin":"` + s.origin + `","service":` + jsonString(service)
+	return append([]any{changeChannel, head}, args...)
+}
+
+// runEach runs script once per service in one pipeline, loading the script
+// and retrying the services that answered NOSCRIPT (a restarted or newly
+// promoted Redis has an empty script cache).
+func (s *Store) runEach(ctx context.Context, script *goredis.Script, services []string, args ...any) ([]*goredis.Cmd, error) {
+	cmds := make([]*goredis.Cmd, len(services))
+	pending := make([]int, len(services))
+	for i := range pending {
+		pending[i] = i
+	}
+	for attempt := 0; len(pending) > 0; attempt++ {
+		_, _ = s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			for _, i := range pending {
+				cmds[i] = script.EvalSha(ctx, p, serviceKeys(services[i]), s.scriptArgs(services[i], args...)...)
+			}
+			return nil
+		})
+		var retry []int
+		for _, i := range pending {
+			if isNoScript(cmds[i].Err()) {
+				retry = append(retry, i)
+			}
+		}
+		if len(retry) == 0 || attempt > 0 {
+			break
+		}
+		if err := script.Load(ctx, s.client).Err(); err != nil {
+			return nil, err
+		}
+		pending = retry
+	}
+	return cmds, nil
+}
+
+// addToCatalog adds a service to the catalogue set before its first write.
+// The set is a single key outside the service's hash slot, so it cannot
+// join the script's atomic change; adding first means a service with an
+// index is always listed.
+func (s *Store) addToCatalog(ctx context.Context, service string) error {
+	if _, ok := s.known.Load(service); ok {
+		return nil
+	}
+	if err := s.client.SAdd(ctx, catalogKey, service).Err(); err != nil {
+		return err
+	}
+	s.known.Store(service, struct{}{})
+	return nil
+}
+
+// deliver decodes a notice a script returned and puts its event on Changes.
+func (s *Store) deliver(raw string) (registry.Event, error) {
+	n, err := s.records.decodeNotice(raw)
+	if err != nil {
+		return registry.Event{}, err
+	}
+	ev := n.event()
+	s.due.saw(ev)
+	s.emit(ev)
+	return ev, nil
+}
+
+// emit puts ev on Changes without ever blocking: when the reader is behind,
+// events are dropped and an EventResync is sent as soon as there is room.
+func (s *Store) emit(ev registry.Event) {
+	s.feedMu.Lock()
+	defer s.feedMu.Unlock()
+	if s.closed {
+		return
+	}
+	if s.lost {
+		select {
+		case s.changes <- registry.Event{Type: registry.EventResync}:
+			s.lost = false
+		default:
+			return
+		}
+	}
+	select {
+	case s.changes <- ev:
+	default:
+		s.lost = true
+	}
+}
+
+// flushResync sends an owed EventResync when the reader has made room.
+func (s *Store) flushResync() {
+	s.feedMu.Lock()
+	defer s.feedMu.Unlock()
+	if s.closed || !s.lost {
+		return
+	}
+	select {
+	case s.changes <- registry.Event{Type: registry.EventResync}:
+		s.lost = false
+	default:
+	}
+}
+
+func checkInstance(in registry.Instance) error {
+	if err := registry.ValidateName("service", in.Service); err != nil {
+		return err
+	}
+	if err := registry.ValidateName("id", in.ID); err != nil {
+		return err
+	}
+	if in.TTLSeconds < registry.MinTTLSeconds || in.TTLSeconds > registry.MaxTTLSeconds {
+		return &registry.FieldError{Field: "ttl_seconds", Message: fmt.Sprintf("%d is out of range %d-%d", in.TTLSeconds, registry.MinTTLSeconds, registry.MaxTTLSeconds)}
+	}
+	return registry.ValidateStatus(in.Status)
+}
+
+func isNoScript(err error) bool {
+	return err != nil && (errors.Is(err, goredis.ErrNoScript) || goredis.HasErrorPrefix(err, "NOSCRIPT"))
+}
+
+// keepFirst keeps the first of several errors.
+func keepFirst(first, err error) error {
+	if first != nil {
+		return first
+	}
+	return err
+}
