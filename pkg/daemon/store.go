@@ -18,6 +18,9 @@ const (
 // store in the data directory.
 func (d *Daemon) openStore(ctx context.Context) (registry.Store, string, error) {
 	if r := d.cfg.Redis; r.URL != "" {
+		// go-redis otherwise prints every failed dial to stderr itself;
+		// the store already logs one line per back-off step.
+		redis.RouteClientLogs(d.logger)
 		s, err := redis.Open(ctx, redis.Options{
 			URL:            r.URL,
 			CAFile:         r.TLS.CAFile,
