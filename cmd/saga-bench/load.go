@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/sagaproject/saga/pkg/client"
+)
+
+// target is a server under load: its base URL and a keep-alive client.
+type target struct {
+	base string
+	http *http.Client
+	api  *client.Client
+}
+
+func newTarget(addr string, clients int) (*target, error) {
+	base, err := client.ParseAddr(addr)
+	if err != nil {
+		return nil, err
+	}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	// One idle connection per client, so every request reuses one.
+	transport.MaxIdleConns = 0
+	transport.MaxIdleConnsPerHost = clients + 4
+	transport.DisableCompression = true
+	hc := &http.Client{Transport: transport}
+	api, err := client.New(base.String(), client.WithHTTPClient(hc))
+	if err != nil {
+		return nil, err
+	}
+	return &target{base: base.String(), http: hc, api: api}, nil
+}
+
+// result is what one measurement found.
+type result struct {
+	ok        int
+	failed    int
+	firstErr  string
+	elapsed   time.Duration
+	latencies []time.Duration // sorted
+	unit      string          // what ok counts: "req" or "wake-up"
+}
+
+func (r result) rate() float64 {
+	if r.elapsed <= 0 {
+		return 0
+	}
+	return float64(r.ok) / r.elapsed.Seconds()
+}
+
+func (r result) percentile(p float64) time.Duration {
+	if len(r.latencies) == 0 {
+		return 0
+	}
+	i := min(int(float64(len(r.latencies))*p), len(r.latencies)-1)
+	return r.latencies[i]
+}
+
+// requestFunc builds worker w's i-th request against base.
+type requestFunc func(base string, w, i int) (*http.Request, error)
+
+// load runs clients workers, each sending requests one after another on its
+// own keep-alive connection: first for the warm-up, unmeasured, then for
+// the measured duration.
+func load(ctx context.Context, t *target, cfg config, next requestFunc, want int) result {
+	if cfg.warmup > 0 {
+		loadFor(ctx, t, cfg.clients, cfg.warmup, next, want)
+	}
+	return loadFor(ctx, t, cfg.clients, cfg.duration, next, want)
+}
+
+func loadFor(ctx context.Context, t *target, clients int, d time.Duration, next requestFunc, want int) result {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	results := make([]result, clients)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range clients {
+		wg.Go(func() { results[w] = worker(ctx, t, w, next, want) })
+	}
+	wg.Wait()
+	return merge(results, time.Since(start), "req")
+}
+
+func worker(ctx context.Context, t *target, w int, next requestFunc, want int) result {
+	var r result
+	r.latencies = make([]time.Duration, 0, 4096)
+	for i := 0; ctx.Err() == nil; i++ {
+		req, err := next(t.base, w, i)
+		if err != nil {
+			r.fail(err.Error())
+			return r
+		}
+		start := time.Now()
+		resp, err := t.http.Do(req.WithContext(ctx))
+		if err != nil {
+			if ctx.Err() == nil {
+				r.fail(err.Error())
+			}
+			continue
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		took := time.Since(start)
+		switch {
+		case err != nil:
+			if ctx.Err() == nil {
+				r.fail(err.Error())
+			}
+		case resp.StatusCode != want:
+			r.fail(fmt.Sprintf("status %d, want %d", resp.StatusCode, want))
+		default:
+			r.ok++
+			r.latencies = append(r.latencies, took)
+		}
+	}
+	return r
+}
+
+func (r *result) fail(msg string) {
+	r.failed++
+	if r.firstErr == "" {
+		r.firstErr = msg
+	}
+}
+
+func merge(parts []result, elapsed time.Duration, unit string) result {
+	out := result{elapsed: elapsed, unit: unit}
+	for _, p := range parts {
+		out.ok += p.ok
+		out.failed += p.failed
+		if out.firstErr == "" {
+			out.firstErr = p.firstErr
+		}
+		out.latencies = append(out.latencies, p.latencies...)
+	}
+	slices.Sort(out.latencies)
+	return out
+}
+
+// report collects the rows of the final table.
+type report struct {
+	w    io.Writer
+	rows []row
+}
+
+type row struct {
+	scenario, against string
+	res               result
+}
+
+func newReport(w io.Writer) *report { return &report{w: w} }
+
+func (r *report) add(scenario, against string, res result) {
+	r.rows = append(r.rows, row{scenario, against, res})
+	// Progress as it happens; the aligned table comes at the end.
+	fmt.Fprintf(r.w, "  %s against %s: %.0f %s/s, p50 %s, p99 %s, %d failed\n", scenario, against,
+		res.rate(), res.unit, round(res.percentile(0.50)), round(res.percentile(0.99)), res.failed)
+}
+
+// flush prints the table; a saga row shows its share of the ceiling's
+// throughput when the ceiling was measured.
+func (r *report) flush() {
+	tw := tabwriter.NewWriter(r.w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(r.w)
+	fmt.Fprintln(tw, "scenario\tagainst\tok\tfailed\tper second\tp50\tp99\tmax\tof ceiling")
+	for _, row := range r.rows {
+		share := "-"
+		if row.against == "saga" {
+			for _, other := range r.rows {
+				if other.scenario == row.scenario && other.against == "ceiling" && other.res.rate() > 0 {
+					share = strconv.FormatFloat(100*row.res.rate()/other.res.rate(), 'f', 0, 64) + " %"
+				}
+			}
+		}
+		res := row.res
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\n", row.scenario, row.against, res.ok, res.failed,
+			res.rate(), round(res.percentile(0.50)), round(res.percentile(0.99)), round(res.percentile(1)), share)
+	}
+	_ = tw.Flush()
+	for _, row := range r.rows {
+		if row.res.firstErr != "" {
+			fmt.Fprintf(r.w, "%s against %s: first failure: %s\n", row.scenario, row.against, row.res.firstErr)
+		}
+	}
+}
+
+// round keeps three significant figures or so, for a readable table.
+func round(d time.Duration) time.Duration {
+	switch {
+	case d >= 10*time.Millisecond:
+		return d.Round(100 * time.Microsecond)
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond)
+	default:
+		return d.Round(time.Microsecond)
+	}
+}

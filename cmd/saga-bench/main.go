@@ -1,0 +1,214 @@
+// Command saga-bench drives a running Saga server over loopback with
+// concurrent clients and prints throughput and latency per scenario:
+// lookup, heartbeat, register and watch (blocking-query wake-up).
+//
+// With -ceiling it also starts a bare net/http server, in a process of its
+// own, that answers with the very bytes Saga answered, and measures it the
+// same way: the figures then sit next to what the machine can do at best.
+//
+//	saga-bench -addr 127.0.0.1:8030 -c 32 -d 10s -scenario all -ceiling
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sagaproject/saga/pkg/client"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// config is what the flags say.
+type config struct {
+	addr      string
+	clients   int
+	duration  time.Duration
+	warmup    time.Duration
+	scenarios []string
+	ceiling   bool
+	instances int
+	watchers  int
+	// registerTTL is the TTL of the instances that register creates:
+	// short by default, so that they leave the server soon after the run.
+	registerTTL time.Duration
+	rounds      int
+}
+
+var allScenarios = []string{"lookup", "heartbeat", "register", "watch"}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("saga-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		cfg      config
+		scenario string
+		serve    string
+	)
+	fs.StringVar(&cfg.addr, "addr", client.DefaultAddr, "address of the Saga server to drive")
+	fs.IntVar(&cfg.clients, "c", 32, "concurrent clients")
+	fs.DurationVar(&cfg.duration, "d", 10*time.Second, "measured duration of each scenario")
+	fs.DurationVar(&cfg.warmup, "warmup", time.Second, "unmeasured load before each measurement")
+	fs.StringVar(&scenario, "scenario", "all", "lookup, heartbeat, register, watch, or all (comma-separated list allowed)")
+	fs.BoolVar(&cfg.ceiling, "ceiling", false, "also measure a bare net/http server answering the same bytes")
+	fs.IntVar(&cfg.rounds, "rounds", 5, "with -ceiling, alternate between Saga and the ceiling this many times")
+	fs.IntVar(&cfg.instances, "instances", 10, "instances of the service that lookup reads")
+	fs.DurationVar(&cfg.registerTTL, "ttl", 30*time.Second, "TTL of the instances that register creates")
+	fs.IntVar(&cfg.watchers, "watchers", 1, "blocking queries waiting on the service that watch changes")
+	fs.StringVar(&serve, "serve-ceiling", "", "internal: serve the answers in this file as the ceiling server")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if serve != "" {
+		if err := serveCeiling(ctx, serve, stdin, stdout); err != nil {
+			fmt.Fprintln(stderr, "saga-bench: "+err.Error())
+			return 1
+		}
+		return 0
+	}
+	var err error
+	if cfg.scenarios, err = parseScenarios(scenario); err != nil {
+		fmt.Fprintln(stderr, "saga-bench: "+err.Error())
+		return 2
+	}
+	if cfg.clients < 1 || cfg.duration <= 0 || cfg.instances < 1 || cfg.watchers < 1 || cfg.rounds < 1 || cfg.registerTTL < time.Second {
+		fmt.Fprintln(stderr, "saga-bench: -c, -d, -instances, -watchers and -rounds must be positive, -ttl at least 1s")
+		return 2
+	}
+	if err := bench(ctx, cfg, stdout); err != nil {
+		fmt.Fprintln(stderr, "saga-bench: "+err.Error())
+		return 1
+	}
+	return 0
+}
+
+func parseScenarios(s string) ([]string, error) {
+	if s == "all" {
+		return allScenarios, nil
+	}
+	var out []string
+	for _, name := range strings.Split(s, ",") {
+		name = strings.TrimSpace(name)
+		known := false
+		for _, k := range allScenarios {
+			known = known || k == name
+		}
+		if !known {
+			return nil, fmt.Errorf("scenario: %q must be one of %s or all", name, strings.Join(allScenarios, ", "))
+		}
+		out = append(out, name)
+	}
+	return out, nil
+}
+
+// bench runs the scenarios against Saga (and the ceiling) and prints a table.
+func bench(ctx context.Context, cfg config, stdout io.Writer) error {
+	target, err := newTarget(cfg.addr, cfg.clients)
+	if err != nil {
+		return err
+	}
+	if _, err := target.api.Health(ctx); err != nil {
+		return fmt.Errorf("check the server: %w", err)
+	}
+	fmt.Fprintf(stdout, "saga-bench: %s, %d CPUs, GOMAXPROCS %d, %d clients, %s per scenario and server (after %s warm-up)\n",
+		target.api.Addr(), runtime.NumCPU(), runtime.GOMAXPROCS(0), cfg.clients, cfg.duration, cfg.warmup)
+	if cfg.ceiling {
+		fmt.Fprintf(stdout, "saga-bench: Saga and the ceiling alternate in %d rounds\n", cfg.rounds)
+	}
+
+	report := newReport(stdout)
+	runID := fmt.Sprintf("%x", time.Now().UnixNano())
+	for _, name := range cfg.scenarios {
+		if ctx.Err() != nil {
+			break
+		}
+		if err := runScenario(ctx, name, target, cfg, runID, report); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	report.flush()
+	return ctx.Err()
+}
+
+// runScenario measures one scenario against Saga and, when asked, against
+// a ceiling server answering the bytes that Saga answered. With a ceiling
+// the measured time is split into rounds that alternate between the two,
+// so that other work on the machine weighs on both alike.
+func runScenario(ctx context.Context, name string, saga *target, cfg config, runID string, report *report) error {
+	sc, err := setupScenario(ctx, name, saga, cfg, runID)
+	if err != nil {
+		return err
+	}
+	defer sc.cleanup()
+
+	var ceiling *ceilingServer
+	rounds := 1
+	if cfg.ceiling && sc.answer != nil {
+		if ceiling, err = startCeiling(ctx, *sc.answer, cfg.clients); err != nil {
+			return err
+		}
+		defer ceiling.stop()
+		rounds = cfg.rounds
+	}
+	round := cfg
+	round.duration = cfg.duration / time.Duration(rounds)
+	var sagaRows, ceilingRows [][]measured
+	for r := range rounds {
+		if r > 0 {
+			round.warmup = 0
+		}
+		rows, err := sc.measure(ctx, saga, round)
+		if err != nil {
+			return err
+		}
+		sagaRows = append(sagaRows, rows)
+		if ceiling == nil {
+			continue
+		}
+		if rows, err = sc.measure(ctx, ceiling.target, round); err != nil {
+			return fmt.Errorf("against the ceiling: %w", err)
+		}
+		ceilingRows = append(ceilingRows, rows)
+	}
+	for _, m := range combineRounds(sagaRows) {
+		report.add(name+m.label, "saga", m.res)
+	}
+	for _, m := range combineRounds(ceilingRows) {
+		report.add(name+m.label, "ceiling", m.res)
+	}
+	return nil
+}
+
+// combineRounds merges the rows of several rounds, row by row.
+func combineRounds(rounds [][]measured) []measured {
+	if len(rounds) == 0 {
+		return nil
+	}
+	out := make([]measured, len(rounds[0]))
+	for i := range out {
+		parts := make([]result, 0, len(rounds))
+		var elapsed time.Duration
+		for _, rows := range rounds {
+			parts = append(parts, rows[i].res)
+			elapsed += rows[i].res.elapsed
+		}
+		out[i] = measured{label: rounds[0][i].label, res: merge(parts, elapsed, rounds[0][i].res.unit)}
+	}
+	return out
+}

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/sagaproject/saga/pkg/client"
+	"github.com/sagaproject/saga/pkg/client/clienttest"
+)
+
+// TestMain lets the test binary stand in for saga-bench when -ceiling
+// re-runs the executable as the ceiling server.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "-serve-ceiling" {
+		os.Exit(run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+func TestEveryScenarioAgainstSagaAndTheCeiling(t *testing.T) {
+	srv := clienttest.Start(t, clienttest.Options{})
+	var out, errOut bytes.Buffer
+	args := []string{"-addr", srv.URL, "-c", "2", "-d", "300ms", "-warmup", "0", "-scenario", "all", "-ceiling", "-rounds", "2"}
+	if code := run(t.Context(), args, strings.NewReader(""), &out, &errOut); code != 0 {
+		t.Fatalf("saga-bench exited %d: %s\n%s", code, errOut.String(), out.String())
+	}
+	rows := tableRows(t, out.String())
+	for _, want := range []string{
+		"lookup saga", "lookup ceiling", "heartbeat saga", "heartbeat ceiling",
+		"register saga", "register ceiling", "watch saga", "watch (from request) saga",
+	} {
+		row, ok := rows[want]
+		if !ok {
+			t.Errorf("no row for %q in:\n%s", want, out.String())
+			continue
+		}
+		if row.ok == 0 || row.failed != 0 {
+			t.Errorf("%s: %d ok, %d failed; want some and none:\n%s", want, row.ok, row.failed, out.String())
+		}
+	}
+	if _, ok := rows["watch ceiling"]; ok {
+		t.Error("watch has a ceiling row; a bare handler cannot answer blocking queries")
+	}
+	if !strings.Contains(out.String(), " %") {
+		t.Errorf("no share of the ceiling in:\n%s", out.String())
+	}
+
+	// The scenarios clean up after themselves (register's instances expire).
+	catalog, err := clientFor(t, srv.URL).Services(t.Context(), client.QueryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range catalog.Services {
+		if !strings.HasPrefix(s.Name, "bench-register-") && s.Instances > 0 {
+			t.Errorf("service %s still has %d instances after the run", s.Name, s.Instances)
+		}
+	}
+}
+
+func TestBadFlags(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-scenario", "fetch"}, `scenario: "fetch" must be one of lookup, heartbeat, register, watch or all`},
+		{[]string{"-c", "0"}, "must be positive"},
+		{[]string{"-addr", "ftp://x"}, "scheme must be http or https"},
+	}
+	for _, tt := range tests {
+		var out, errOut bytes.Buffer
+		code := run(t.Context(), tt.args, strings.NewReader(""), &out, &errOut)
+		if code == 0 || !strings.Contains(errOut.String(), tt.want) {
+			t.Errorf("saga-bench %v = exit %d, %q; want a failure saying %q", tt.args, code, errOut.String(), tt.want)
+		}
+	}
+}
+
+type tableRow struct{ ok, failed int }
+
+// tableRows reads the final table, keyed by "scenario against".
+func tableRows(t *testing.T, out string) map[string]tableRow {
+	t.Helper()
+	rows := map[string]tableRow{}
+	_, table, found := strings.Cut(out, "\nscenario ")
+	if !found {
+		t.Fatalf("no table in:\n%s", out)
+	}
+	for _, line := range strings.Split(table, "\n")[1:] {
+		fields := strings.Fields(line)
+		if len(fields) < 9 {
+			continue
+		}
+		// "watch (from request) saga 12 0 …": the name may hold spaces.
+		i := 0
+		for i < len(fields) && fields[i] != "saga" && fields[i] != "ceiling" {
+			i++
+		}
+		if i+2 >= len(fields) {
+			continue
+		}
+		ok, err1 := strconv.Atoi(fields[i+1])
+		failed, err2 := strconv.Atoi(fields[i+2])
+		if err1 != nil || err2 != nil {
+			t.Fatalf("bad row %q", line)
+		}
+		rows[strings.Join(fields[:i+1], " ")] = tableRow{ok, failed}
+	}
+	return rows
+}
+
+func clientFor(t *testing.T, addr string) *client.Client {
+	t.Helper()
+	c, err := client.New(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}

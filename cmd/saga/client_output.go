@@ -1,0 +1,79 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/sagaproject/saga/pkg/registry"
+)
+
+// writeJSON prints v as indented JSON, for one-shot answers.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// writeJSONLine prints v as one line of JSON, for streams of answers.
+func writeJSONLine(w io.Writer, v any) error {
+	return json.NewEncoder(w).Encode(v)
+}
+
+// writeTable prints rows aligned in columns under header (none when nil).
+func writeTable(w io.Writer, header []string, rows [][]string) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	if header != nil {
+		fmt.Fprintln(tw, strings.Join(header, "\t"))
+	}
+	for _, row := range rows {
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
+	}
+	return tw.Flush()
+}
+
+// writeInstances prints instances as a table.
+func writeInstances(w io.Writer, instances []registry.Instance) error {
+	rows := make([][]string, 0, len(instances))
+	for _, in := range instances {
+		rows = append(rows, []string{
+			in.Service, in.ID, in.Address, strconv.Itoa(in.Port), string(in.Status),
+			orDash(strings.Join(in.Tags, ",")), orDash(formatMeta(in.Metadata)), formatTime(in.ExpiresAt),
+		})
+	}
+	return writeTable(w, []string{"SERVICE", "ID", "ADDRESS", "PORT", "STATUS", "TAGS", "METADATA", "EXPIRES"}, rows)
+}
+
+// formatMeta prints metadata as "k1=v1,k2=v2", keys sorted.
+func formatMeta(m map[string]string) string {
+	pairs := make([]string, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		pairs = append(pairs, k+"="+m[k])
+	}
+	return strings.Join(pairs, ",")
+}
+
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func hostPort(in registry.Instance) string {
+	return net.JoinHostPort(in.Address, strconv.Itoa(in.Port))
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,178 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sagaproject/saga/pkg/registry"
+)
+
+func TestParseAddr(t *testing.T) {
+	tests := []struct {
+		in, want string
+		wantErr  string
+	}{
+		{in: "127.0.0.1:8030", want: "http://127.0.0.1:8030"},
+		{in: "http://127.0.0.1:8030/", want: "http://127.0.0.1:8030"},
+		{in: "https://saga.example.com", want: "https://saga.example.com"},
+		{in: "http://[::1]:8030", want: "http://[::1]:8030"},
+		{in: "http://proxy.example.com/saga/", want: "http://proxy.example.com/saga"},
+		{in: "", wantErr: "server: must not be empty"},
+		{in: "ftp://host:21", wantErr: "scheme must be http or https"},
+		{in: "http://", wantErr: "has no host"},
+		{in: "http://host:8030?x=1", wantErr: "must not have a query"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			u, err := ParseAddr(tt.in)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("ParseAddr(%q) error = %v, want one containing %q", tt.in, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ParseAddr(%q): %v", tt.in, err)
+			}
+			if got := u.String(); got != tt.want {
+				t.Errorf("ParseAddr(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestDecodeError(t *testing.T) {
+	tests := []struct {
+		name    string
+		status  int
+		body    string
+		want    Error
+		message string
+	}{
+		{
+			name:    "field error",
+			status:  400,
+			body:    `{"error":{"code":"invalid_argument","message":"70000 is out of range 1-65535","field":"port"}}`,
+			want:    Error{Status: 400, Code: "invalid_argument", Message: "70000 is out of range 1-65535", Field: "port"},
+			message: "port: 70000 is out of range 1-65535 (invalid_argument)",
+		},
+		{
+			name:    "message already names the field",
+			status:  400,
+			body:    `{"error":{"code":"invalid_argument","message":"port: 70000 is out of range 1-65535","field":"port"}}`,
+			want:    Error{Status: 400, Code: "invalid_argument", Message: "port: 70000 is out of range 1-65535", Field: "port"},
+			message: "port: 70000 is out of range 1-65535 (invalid_argument)",
+		},
+		{
+			name:    "not saga's json",
+			status:  502,
+			body:    "<html>\n Bad   Gateway </html>",
+			want:    Error{Status: 502, Code: "internal", Message: "<html> Bad Gateway </html>"},
+			message: "<html> Bad Gateway </html> (internal)",
+		},
+		{
+			name:    "empty body",
+			status:  404,
+			want:    Error{Status: 404, Code: "not_found", Message: "Not Found"},
+			message: "Not Found (not_found)",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := decodeError(tt.status, []byte(tt.body))
+			if *got != tt.want {
+				t.Errorf("decodeError = %+v, want %+v", *got, tt.want)
+			}
+			if got.Error() != tt.message {
+				t.Errorf("Error() = %q, want %q", got.Error(), tt.message)
+			}
+		})
+	}
+}
+
+func TestErrorMatchesSentinels(t *testing.T) {
+	var err error = &Error{Status: 404, Code: CodeNotFound, Message: "no such instance"}
+	if !errors.Is(err, registry.ErrNotFound) {
+		t.Error("a not_found error does not match registry.ErrNotFound")
+	}
+	if errors.Is(err, registry.ErrUnavailable) {
+		t.Error("a not_found error matches registry.ErrUnavailable")
+	}
+	unavailable := &Error{Status: 503, Code: CodeUnavailable}
+	if !errors.Is(unavailable, registry.ErrUnavailable) {
+		t.Error("an unavailable error does not match registry.ErrUnavailable")
+	}
+	if !unavailable.Temporary() {
+		t.Error("an unavailable error is not temporary")
+	}
+}
+
+func TestUnreachableServer(t *testing.T) {
+	addr := closedPort(t)
+	c, err := New(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Services(context.Background(), QueryOptions{})
+	var unreachable *UnreachableError
+	if !errors.As(err, &unreachable) {
+		t.Fatalf("Services error = %#v, want *UnreachableError", err)
+	}
+	want := "cannot reach saga at http://" + addr + ": connection refused"
+	if err.Error() != want {
+		t.Errorf("error = %q, want %q", err.Error(), want)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Error("error does not match syscall.ECONNREFUSED")
+	}
+}
+
+func TestCanceledCallReturnsContextError(t *testing.T) {
+	c, err := New(closedPort(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := c.Lookup(ctx, "web", LookupOptions{}); !errors.Is(err, context.Canceled) {
+		t.Errorf("Lookup with a canceled context = %v, want context.Canceled", err)
+	}
+}
+
+// closedPort returns a loopback host:port where nothing listens.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
+func TestDeadlineNamesTheServer(t *testing.T) {
+	// A listener that accepts but never answers.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	c, err := New(ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err = c.Health(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "no answer from saga at http://"+ln.Addr().String()) {
+		t.Errorf("Health past its deadline = %v", err)
+	}
+}
