@@ -95,12 +95,14 @@ IMAGE       ?= saga
 # (`make package-deps` writes that file when it is missing).
 CONTAINER_ENGINE ?= $(shell if docker info >/dev/null 2>&1; then echo docker; elif command -v podman >/dev/null; then echo podman; fi)
 ENGINE_FLAGS ?= $(if $(filter podman,$(CONTAINER_ENGINE)),--runtime runc --cgroup-manager=cgroupfs)
-# Podman writes OCI images by default, which drop HEALTHCHECK; docker's format keeps it.
-IMAGE_BUILD_FLAGS ?= $(if $(filter podman,$(CONTAINER_ENGINE)),--format docker)
+# Podman writes OCI images by default, which drop HEALTHCHECK; docker's format
+# keeps it. No intermediate layers are kept: a scratch image builds in seconds.
+IMAGE_BUILD_FLAGS ?= $(if $(filter podman,$(CONTAINER_ENGINE)),--format docker --layers=false)
 
 .PHONY: tools
 tools: ## Build the pinned packaging tools into bin/tools
 	cd tools && $(GO) build -o ../$(TOOLS_BIN)/ tool
+	touch $(TOOLS_BIN)/*
 
 .PHONY: package-deps
 package-deps: ## Install what packaging and its checks need (lintian, rpmlint, rpm, podman, ruby, nginx, …)
@@ -158,15 +160,16 @@ image: package-assets ## Build the OCI image saga:VERSION from scratch with dock
 .PHONY: release-snapshot
 release-snapshot: $(GORELEASER) ## A full local release with goreleaser into dist/ (nothing published)
 	@[ -n "$(CONTAINER_ENGINE)" ] || { echo "make: neither a docker engine nor podman is available (make package-deps)"; exit 1; }
-	# goreleaser calls `docker`; with podman, a shim on PATH stands in for it.
+	@# goreleaser calls `docker`; with podman, a shim on PATH stands in for it.
 	rm -rf bin/shim && mkdir -p bin/shim
-	printf '#!/bin/sh\nif [ "$$1" = build ]; then shift; set -- build $(IMAGE_BUILD_FLAGS) "$$@"; fi\nexec $(CONTAINER_ENGINE) $(ENGINE_FLAGS) "$$@"\n' >bin/shim/docker && chmod +x bin/shim/docker
+	$(if $(filter podman,$(CONTAINER_ENGINE)),printf '#!/bin/sh\nif [ "$$1" = build ]; then shift; set -- build $(IMAGE_BUILD_FLAGS) "$$@"; fi\nexec podman $(ENGINE_FLAGS) "$$@"\n' >bin/shim/docker && chmod +x bin/shim/docker)
 	$(GORELEASER) check
-	# goreleaser reads the remote's URL; a clone without one gets the project's.
+	@# goreleaser reads the remote's URL; a clone without one gets the project's.
 	PATH="$(CURDIR)/bin/shim:$$PATH" $(if $(shell git remote 2>/dev/null),,GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=remote.origin.url GIT_CONFIG_VALUE_0=https://github.com/sagaproject/saga.git) \
 		$(GORELEASER) release --snapshot --clean --skip=publish
 
-$(NFPM) $(GORELEASER):
+# Rebuilt when tools/go.mod changes the pins.
+$(NFPM) $(GORELEASER): tools/go.mod
 	$(MAKE) tools
 
 ##@ Service

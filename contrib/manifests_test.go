@@ -1,0 +1,304 @@
+package contrib
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/types"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// decodeStrict reads one YAML document into out, failing on any field the
+// real type does not have (a typo in a manifest is an error, not a no-op).
+func decodeStrict(t *testing.T, path string, out any) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.UnmarshalStrict(data, out); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+func checkKind(t *testing.T, path string, tm metav1.TypeMeta, apiVersion, kind string) {
+	t.Helper()
+	if tm.APIVersion != apiVersion || tm.Kind != kind {
+		t.Fatalf("%s: got %s %s, want %s %s", path, tm.APIVersion, tm.Kind, apiVersion, kind)
+	}
+}
+
+func TestKubernetesManifests(t *testing.T) {
+	var secret corev1.Secret
+	decodeStrict(t, "kubernetes/secret.yaml", &secret)
+	checkKind(t, "secret.yaml", secret.TypeMeta, "v1", "Secret")
+	if secret.StringData["REDIS_URL"] == "" {
+		t.Error("secret.yaml: no REDIS_URL")
+	}
+
+	var dep appsv1.Deployment
+	decodeStrict(t, "kubernetes/deployment.yaml", &dep)
+	checkKind(t, "deployment.yaml", dep.TypeMeta, "apps/v1", "Deployment")
+	if dep.Spec.Replicas == nil || *dep.Spec.Replicas != 2 {
+		t.Errorf("deployment: replicas = %v, want 2", dep.Spec.Replicas)
+	}
+	podLabels := dep.Spec.Template.Labels
+	if !matches(dep.Spec.Selector, podLabels) {
+		t.Errorf("deployment: selector %v does not match the pod labels %v", dep.Spec.Selector, podLabels)
+	}
+	pod := dep.Spec.Template.Spec
+	if psc := pod.SecurityContext; psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot {
+		t.Error("deployment: pod is not runAsNonRoot")
+	}
+	if len(pod.Containers) != 1 {
+		t.Fatalf("deployment: %d containers, want 1", len(pod.Containers))
+	}
+	c := pod.Containers[0]
+	if sc := c.SecurityContext; sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
+		sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+		t.Error("deployment: container needs readOnlyRootFilesystem and no privilege escalation")
+	}
+	if got := httpPath(c.LivenessProbe); got != "/livez" {
+		t.Errorf("deployment: liveness probe path %q, want /livez", got)
+	}
+	if got := httpPath(c.ReadinessProbe); got != "/readyz" {
+		t.Errorf("deployment: readiness probe path %q, want /readyz", got)
+	}
+	for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+		if _, ok := c.Resources.Requests[name]; !ok {
+			t.Errorf("deployment: no %s request", name)
+		}
+	}
+	if _, ok := c.Resources.Limits[corev1.ResourceMemory]; !ok {
+		t.Error("deployment: no memory limit")
+	}
+	if !slices.ContainsFunc(c.Ports, func(p corev1.ContainerPort) bool { return p.Name == "http" && p.ContainerPort == 8030 }) {
+		t.Error("deployment: no port http/8030")
+	}
+	redisFromSecret := slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool {
+		ref := e.ValueFrom
+		return e.Name == "REDIS_URL" && ref != nil && ref.SecretKeyRef != nil &&
+			ref.SecretKeyRef.Name == secret.Name && ref.SecretKeyRef.Key == "REDIS_URL"
+	})
+	if !redisFromSecret {
+		t.Errorf("deployment: REDIS_URL must come from secret %s", secret.Name)
+	}
+
+	var svc corev1.Service
+	decodeStrict(t, "kubernetes/service.yaml", &svc)
+	checkKind(t, "service.yaml", svc.TypeMeta, "v1", "Service")
+	for k, v := range svc.Spec.Selector {
+		if podLabels[k] != v {
+			t.Errorf("service: selector %s=%s matches no pod label", k, v)
+		}
+	}
+
+	var pdb policyv1.PodDisruptionBudget
+	decodeStrict(t, "kubernetes/pdb.yaml", &pdb)
+	checkKind(t, "pdb.yaml", pdb.TypeMeta, "policy/v1", "PodDisruptionBudget")
+	if !matches(pdb.Spec.Selector, podLabels) {
+		t.Error("pdb: selector does not match the pods")
+	}
+	if pdb.Spec.MinAvailable == nil || pdb.Spec.MinAvailable.IntValue() < 1 {
+		t.Error("pdb: minAvailable must keep at least one pod")
+	}
+}
+
+func matches(sel *metav1.LabelSelector, labels map[string]string) bool {
+	if sel == nil || len(sel.MatchLabels) == 0 {
+		return false
+	}
+	for k, v := range sel.MatchLabels {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func httpPath(p *corev1.Probe) string {
+	if p == nil || p.HTTPGet == nil {
+		return ""
+	}
+	return p.HTTPGet.Path
+}
+
+func TestComposeFile(t *testing.T) {
+	data, err := os.ReadFile("compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// compose-go validates against the Compose specification's schema,
+	// which rejects unknown keys.
+	project, err := loader.LoadWithContext(context.Background(), types.ConfigDetails{
+		WorkingDir:  ".",
+		ConfigFiles: []types.ConfigFile{{Filename: "compose.yml", Content: data}},
+		Environment: types.Mapping{},
+	}, func(o *loader.Options) { o.SetProjectName("saga", true) })
+	if err != nil {
+		t.Fatalf("compose.yml: %v", err)
+	}
+	redis, err := project.GetService("redis")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if redis.HealthCheck == nil || len(redis.HealthCheck.Test) == 0 {
+		t.Error("compose: redis has no health check")
+	}
+	var sagas []string
+	for name, svc := range project.Services {
+		if !strings.HasPrefix(name, "saga") {
+			continue
+		}
+		sagas = append(sagas, name)
+		if url := svc.Environment["REDIS_URL"]; url == nil || !strings.HasPrefix(*url, "redis://redis:") {
+			t.Errorf("compose: %s does not use the redis service", name)
+		}
+		if dep, ok := svc.DependsOn["redis"]; !ok || dep.Condition != types.ServiceConditionHealthy {
+			t.Errorf("compose: %s must depend on redis being healthy", name)
+		}
+		if hc := svc.HealthCheck; hc == nil || !slices.Equal(hc.Test, []string{"CMD", "/usr/bin/saga", "health", "--quiet"}) {
+			t.Errorf("compose: %s health check is not `saga health --quiet`", name)
+		}
+		if len(svc.Ports) != 1 || svc.Ports[0].Target != 8030 {
+			t.Errorf("compose: %s must publish port 8030", name)
+		}
+	}
+	if len(sagas) != 2 {
+		t.Errorf("compose: %d saga services (%v), want 2", len(sagas), sagas)
+	}
+}
+
+// prometheusConfig is the part of Prometheus' configuration the example
+// uses; strict decoding turns a misspelt key into an error.
+type prometheusConfig struct {
+	ScrapeConfigs []struct {
+		JobName        string `json:"job_name"`
+		MetricsPath    string `json:"metrics_path"`
+		ScrapeInterval string `json:"scrape_interval,omitempty"`
+		StaticConfigs  []struct {
+			Targets []string          `json:"targets"`
+			Labels  map[string]string `json:"labels,omitempty"`
+		} `json:"static_configs,omitempty"`
+		KubernetesSDConfigs []struct {
+			Role string `json:"role"`
+		} `json:"kubernetes_sd_configs,omitempty"`
+		RelabelConfigs []struct {
+			SourceLabels []string `json:"source_labels,omitempty"`
+			Regex        string   `json:"regex,omitempty"`
+			Action       string   `json:"action,omitempty"`
+			TargetLabel  string   `json:"target_label,omitempty"`
+		} `json:"relabel_configs,omitempty"`
+	} `json:"scrape_configs"`
+}
+
+func TestPrometheusScrapeConfig(t *testing.T) {
+	var cfg prometheusConfig
+	decodeStrict(t, "prometheus/prometheus.yml", &cfg)
+	if len(cfg.ScrapeConfigs) == 0 {
+		t.Fatal("prometheus: no scrape_configs")
+	}
+	for _, sc := range cfg.ScrapeConfigs {
+		if sc.MetricsPath != "/metrics" {
+			t.Errorf("prometheus: job %s scrapes %q, want /metrics", sc.JobName, sc.MetricsPath)
+		}
+		if len(sc.StaticConfigs) == 0 && len(sc.KubernetesSDConfigs) == 0 {
+			t.Errorf("prometheus: job %s has no targets", sc.JobName)
+		}
+	}
+}
+
+// TestNginxConfig has the real nginx check the example with a throwaway
+// certificate in place of the one an operator would configure.
+func TestNginxConfig(t *testing.T) {
+	nginx, err := exec.LookPath("nginx")
+	if err != nil {
+		t.Fatal("nginx is not installed; `make package-deps` installs it")
+	}
+	conf, err := os.ReadFile("nginx/saga.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"proxy_buffering off", "location = /api/v1/events", "ssl_certificate "} {
+		if !bytes.Contains(conf, []byte(want)) {
+			t.Errorf("nginx/saga.conf lacks %q", want)
+		}
+	}
+
+	dir := t.TempDir()
+	cert, key := writeSelfSigned(t, dir)
+	site := strings.NewReplacer(
+		"/etc/ssl/certs/saga.example.com.pem", cert,
+		"/etc/ssl/private/saga.example.com.key", key,
+	).Replace(string(conf))
+	if err := os.WriteFile(filepath.Join(dir, "saga.conf"), []byte(site), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	main := "pid " + filepath.Join(dir, "nginx.pid") + ";\n" +
+		"error_log " + filepath.Join(dir, "error.log") + ";\n" +
+		"events {}\n" +
+		"http {\n" +
+		"  access_log off;\n" +
+		"  client_body_temp_path " + dir + ";\n" +
+		"  include " + filepath.Join(dir, "saga.conf") + ";\n" +
+		"}\n"
+	mainPath := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(mainPath, []byte(main), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(nginx, "-t", "-p", dir, "-c", mainPath).CombinedOutput()
+	if err != nil {
+		t.Fatalf("nginx -t: %v\n%s", err, out)
+	}
+}
+
+func writeSelfSigned(t *testing.T, dir string) (certPath, keyPath string) {
+	t.Helper()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "saga.example.com"},
+		DNSNames:     []string{"saga.example.com"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPath = filepath.Join(dir, "cert.pem")
+	keyPath = filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certPath, keyPath
+}
