@@ -1,7 +1,11 @@
 package redis_test
 
 import (
+	"context"
 	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/sagaproject/saga/pkg/registry"
 	"github.com/sagaproject/saga/pkg/registry/registrytest"
@@ -43,7 +47,46 @@ func TestConformance(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			drainClusterBus(t, cluster)
 			return open(t, redis.Options{URL: cluster.URL()})
 		})
 	})
+}
+
+// drainClusterBus waits until every node has forwarded to every other the
+// notices published so far. The cluster bus forwards a PUBLISH a little
+// later; without the wait, a notice of the previous subtest's store can
+// reach the next subtest's fresh store. Each link between two nodes keeps
+// order, so a marker published on every node, once heard on every node,
+// comes after all of them.
+func drainClusterBus(t *testing.T, cluster *redistest.Cluster) {
+	t.Helper()
+	const channel = "service:changes"
+	subs := make([]*goredis.PubSub, len(cluster.Nodes))
+	for i, n := range cluster.Nodes {
+		subs[i] = n.Client().Subscribe(t.Context(), channel)
+		defer subs[i].Close()
+		if _, err := subs[i].Receive(t.Context()); err != nil { // the confirmation
+			t.Fatal(err)
+		}
+	}
+	marker := "drain " + t.Name()
+	for _, n := range cluster.Nodes {
+		if err := n.Client().Publish(t.Context(), channel, marker).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, sub := range subs {
+		for heard := 0; heard < len(cluster.Nodes); {
+			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+			msg, err := sub.ReceiveMessage(ctx)
+			cancel()
+			if err != nil {
+				t.Fatalf("node %d: waiting for the cluster bus: %v", i, err)
+			}
+			if msg.Payload == marker {
+				heard++
+			}
+		}
+	}
 }

@@ -174,7 +174,22 @@ func (s *Store) subscribe(ctx context.Context) {
 			if strings.HasPrefix(m.Payload, ownPrefix) {
 				continue // our own change, already on the feed; skip decoding it
 			}
-			n, err := s.records.decodeNotice(m.Payload)
+			n, err := s.records.decodeNotice(m.Payload, cachedRecord{})
+			if errors.Is(err, errRecordUnknown) {
+				var ok bool
+				if n, ok, err = s.fetchRecord(ctx, n); err == nil && !ok {
+					continue // outdated: the notice of what replaced it follows
+				}
+				if err != nil {
+					if ctx.Err() != nil {
+						return
+					}
+					// The view would miss this deadline: reload it whole.
+					s.logger.Warn("resyncing: a heartbeat's record could not be read", "err", err)
+					s.emit(registry.Event{Type: registry.EventResync})
+					continue
+				}
+			}
 			if err != nil {
 				s.logger.Warn("ignoring a malformed change notice", "err", err)
 				continue

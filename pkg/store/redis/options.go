@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -212,6 +213,16 @@ const (
 	ioTimeout   = 2 * time.Second
 )
 
+// minPoolSize is the least number of connections the client may open to one
+// Redis server. go-redis's default, 10 per CPU, is 20 on a 2-core host: a
+// burst of heartbeats larger than that queues for a connection, which cost
+// a quarter of the heartbeat rate at 50 concurrent callers. Connections
+// are opened only when needed, so an idle Saga holds few.
+const minPoolSize = 64
+
+// poolSize is the connection pool size per Redis server.
+func poolSize() int { return max(minPoolSize, 10*runtime.GOMAXPROCS(0)) }
+
 // newClient builds the go-redis client for t; it does not connect yet.
 func newClient(t target, tlsCfg *tls.Config, o Options) goredis.UniversalClient {
 	readTimeout := max(ioTimeout, o.AckTimeout+time.Second)
@@ -222,6 +233,7 @@ func newClient(t target, tlsCfg *tls.Config, o Options) goredis.UniversalClient 
 			SentinelAddrs: t.addrs,
 			Username:      t.username,
 			Password:      t.password,
+			PoolSize:      poolSize(),
 			DialTimeout:   dialTimeout,
 			ReadTimeout:   readTimeout,
 			WriteTimeout:  ioTimeout,
@@ -232,6 +244,7 @@ func newClient(t target, tlsCfg *tls.Config, o Options) goredis.UniversalClient 
 			Addrs:        t.addrs,
 			Username:     t.username,
 			Password:     t.password,
+			PoolSize:     poolSize(),
 			DialTimeout:  dialTimeout,
 			ReadTimeout:  readTimeout,
 			WriteTimeout: ioTimeout,
@@ -243,6 +256,7 @@ func newClient(t target, tlsCfg *tls.Config, o Options) goredis.UniversalClient 
 			Username:     t.username,
 			Password:     t.password,
 			DB:           t.db,
+			PoolSize:     poolSize(),
 			DialTimeout:  dialTimeout,
 			ReadTimeout:  readTimeout,
 			WriteTimeout: ioTimeout,

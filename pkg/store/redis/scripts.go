@@ -6,8 +6,14 @@ import goredis "github.com/redis/go-redis/v9"
 //
 //	KEYS[1] service:{name}:index      STRING  the service's index
 //	KEYS[2] service:{name}:instances  HASH    id -> record JSON
-//	KEYS[3] service:{name}:state      HASH    id -> "status ttl_seconds last_heartbeat_ms"
+//	KEYS[3] service:{name}:state      HASH    id -> "status ttl_seconds last_heartbeat_ms rev"
 //	KEYS[4] service:{name}:deadlines  ZSET    id scored by expires_at in ms since the epoch
+//
+// rev is a random number that each registration draws: it names one
+// record, so a process that holds the record of that rev need not be sent
+// it again (random rather than the index, which starts over when Redis
+// loses its data). State written before rev existed has three fields; its
+// rev reads as 0, which matches nothing.
 //
 // ARGV[1] is the change channel and ARGV[2] the head of every notice,
 // `{"origin":"…","service":"…"`, built once in Go; a script's own
@@ -23,19 +29,24 @@ import goredis "github.com/redis/go-redis/v9"
 // a computed one goes through %d, since Lua would print 13 digits in
 // exponent form.
 const noticeLua = `
-local function notice(typ, id, index, status, hb, expires)
+local function notice(typ, id, index, status, hb, expires, rev)
   return ARGV[2] .. ',"type":"' .. typ .. '","id":' .. cjson.encode(id) ..
-    ',"index":' .. index .. ',"record":' .. redis.call('HGET', KEYS[2], id) ..
+    ',"index":' .. index .. ',"rev":' .. rev .. ',"record":' .. redis.call('HGET', KEYS[2], id) ..
     ',"status":"' .. status .. '","heartbeat":' .. hb .. ',"expires":' .. expires .. '}'
 end
 local function current_index()
   return redis.call('GET', KEYS[1]) or '0'
 end
+local function state_of(id)
+  local status, ttl, hb, rev = string.match(redis.call('HGET', KEYS[3], id), '^(%S+) (%d+) (%d+) ?(%d*)$')
+  if rev == '' then rev = '0' end
+  return status, ttl, hb, rev
+end
 `
 
 // registerScript stores an instance, replacing one with the same id.
 // ARGV[3] id, [4] record JSON, [5] status, [6] ttl seconds, [7] now ms
-// (the last heartbeat), [8] expires ms. A predecessor whose deadline has
+// (the last heartbeat), [8] expires ms, [9] rev. A predecessor whose deadline has
 // passed counts as gone: "registered".
 var registerScript = goredis.NewScript(noticeLua + `
 local id = ARGV[3]
@@ -44,22 +55,29 @@ local typ = 'registered'
 if old and tonumber(old) > tonumber(ARGV[7]) then typ = 'updated' end
 local index = redis.call('INCR', KEYS[1])
 redis.call('HSET', KEYS[2], id, ARGV[4])
-redis.call('HSET', KEYS[3], id, ARGV[5] .. ' ' .. ARGV[6] .. ' ' .. ARGV[7])
+redis.call('HSET', KEYS[3], id, ARGV[5] .. ' ' .. ARGV[6] .. ' ' .. ARGV[7] .. ' ' .. ARGV[9])
 redis.call('ZADD', KEYS[4], ARGV[8], id)
-local msg = notice(typ, id, index, ARGV[5], ARGV[7], ARGV[8])
+local msg = notice(typ, id, index, ARGV[5], ARGV[7], ARGV[8], ARGV[9])
 redis.call('PUBLISH', ARGV[1], msg)
 return msg
 `)
 
 // heartbeatScript renews a live instance's deadline to now + TTL and, when
 // ARGV[4] names a different status, sets it and bumps the index.
-// ARGV[3] id, [4] status or "", [5] now ms. Returns nil when the instance
-// is unknown or its deadline is not after now.
+// ARGV[3] id, [4] status or "", [5] now ms, [6] the rev of the record the
+// caller holds (0 for none). Returns nil when the instance is unknown or
+// its deadline is not after now.
+//
+// A plain heartbeat publishes a short notice without the record: every
+// process got the record with the registration (or a snapshot), and rev
+// tells it which one. The caller gets the record back only when its rev
+// is not the current one. A status change, or state without a rev, sends
+// the whole notice.
 var heartbeatScript = goredis.NewScript(noticeLua + `
 local id, now = ARGV[3], ARGV[5]
 local deadline = redis.call('ZSCORE', KEYS[4], id)
 if not deadline or tonumber(deadline) <= tonumber(now) then return false end
-local status, ttl = string.match(redis.call('HGET', KEYS[3], id), '^(%S+) (%d+)')
+local status, ttl, _, rev = state_of(id)
 local expires = string.format('%d', tonumber(now) + tonumber(ttl) * 1000)
 local typ, index = 'heartbeat', nil
 if ARGV[4] ~= '' and ARGV[4] ~= status then
@@ -68,11 +86,18 @@ if ARGV[4] ~= '' and ARGV[4] ~= status then
 else
   index = current_index()
 end
-redis.call('HSET', KEYS[3], id, status .. ' ' .. ttl .. ' ' .. now)
+redis.call('HSET', KEYS[3], id, status .. ' ' .. ttl .. ' ' .. now .. ' ' .. rev)
 redis.call('ZADD', KEYS[4], expires, id)
-local msg = notice(typ, id, index, status, now, expires)
-redis.call('PUBLISH', ARGV[1], msg)
-return msg
+if typ == 'updated' or rev == '0' then
+  local msg = notice(typ, id, index, status, now, expires, rev)
+  redis.call('PUBLISH', ARGV[1], msg)
+  return msg
+end
+local short = ARGV[2] .. ',"type":"heartbeat","id":' .. cjson.encode(id) .. ',"index":' .. index ..
+  ',"rev":' .. rev .. ',"status":"' .. status .. '","heartbeat":' .. now .. ',"expires":' .. expires .. '}'
+redis.call('PUBLISH', ARGV[1], short)
+if rev == ARGV[6] then return short end
+return notice(typ, id, index, status, now, expires, rev)
 `)
 
 // deregisterScript removes an instance. ARGV[3] id. Nil when unknown.
@@ -81,8 +106,8 @@ local id = ARGV[3]
 local deadline = redis.call('ZSCORE', KEYS[4], id)
 if not deadline then return false end
 local index = redis.call('INCR', KEYS[1])
-local status, hb = string.match(redis.call('HGET', KEYS[3], id), '^(%S+) %d+ (%d+)$')
-local msg = notice('deregistered', id, index, status, hb, deadline)
+local status, _, hb, rev = state_of(id)
+local msg = notice('deregistered', id, index, status, hb, deadline, rev)
 redis.call('HDEL', KEYS[2], id)
 redis.call('HDEL', KEYS[3], id)
 redis.call('ZREM', KEYS[4], id)
@@ -101,8 +126,8 @@ local out = {''}
 for i = 1, #due, 2 do
   local id, deadline = due[i], due[i + 1]
   local index = redis.call('INCR', KEYS[1])
-  local status, hb = string.match(redis.call('HGET', KEYS[3], id), '^(%S+) %d+ (%d+)$')
-  local msg = notice('expired', id, index, status, hb, deadline)
+  local status, _, hb, rev = state_of(id)
+  local msg = notice('expired', id, index, status, hb, deadline, rev)
   redis.call('HDEL', KEYS[2], id)
   redis.call('HDEL', KEYS[3], id)
   redis.call('ZREM', KEYS[4], id)
@@ -124,17 +149,28 @@ local index = current_index()
 local out = {}
 for i = 1, #all, 2 do
   local id, deadline = all[i], tonumber(all[i + 1])
-  local status, ttl, hb = string.match(redis.call('HGET', KEYS[3], id), '^(%S+) (%d+) (%d+)$')
+  local status, ttl, hb, rev = state_of(id)
   local floor = now + tonumber(ttl) * 1000
   if deadline < floor then
     local expires = string.format('%d', floor)
     redis.call('ZADD', KEYS[4], expires, id)
-    local msg = notice('heartbeat', id, index, status, hb, expires)
+    local msg = notice('heartbeat', id, index, status, hb, expires, rev)
     redis.call('PUBLISH', ARGV[1], msg)
     out[#out + 1] = msg
   end
 end
 return out
+`)
+
+// recordScript reads one instance as a snapshot notice, for a process that
+// got a heartbeat notice for a record it does not hold. ARGV[3] id. Nil
+// when the instance is gone.
+var recordScript = goredis.NewScript(noticeLua + `
+local id = ARGV[3]
+local deadline = redis.call('ZSCORE', KEYS[4], id)
+if not deadline then return false end
+local status, _, hb, rev = state_of(id)
+return notice('snapshot', id, current_index(), status, hb, deadline, rev)
 `)
 
 // snapshotScript reads one service at one moment: its index, then one
@@ -145,8 +181,8 @@ local out = {tonumber(index)}
 local all = redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES')
 for i = 1, #all, 2 do
   local id = all[i]
-  local status, hb = string.match(redis.call('HGET', KEYS[3], id), '^(%S+) %d+ (%d+)$')
-  out[#out + 1] = notice('snapshot', id, index, status, hb, all[i + 1])
+  local status, _, hb, rev = state_of(id)
+  out[#out + 1] = notice('snapshot', id, index, status, hb, all[i + 1], rev)
 end
 return out
 `)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -34,6 +35,7 @@ type Store struct {
 	up    atomic.Bool   // Redis answers and the grace after an outage is granted
 	kick  chan struct{} // wakes the monitor when a command found Redis gone
 	known sync.Map      // service names known to be in the catalogue set
+	names sync.Map      // service name -> serviceNames, for the services heartbeats renew
 
 	records recordCache
 	due     dueHints
@@ -138,7 +140,7 @@ func (s *Store) Register(ctx context.Context, in registry.Instance) (registry.Ev
 		return registry.Event{}, fmt.Errorf("redis register: encode instance: %w", err)
 	}
 	return s.write(ctx, "register", registerScript, in.Service,
-		in.ID, rec, string(status), in.TTLSeconds, millis(now), millis(in.ExpiresAt))
+		in.ID, rec, string(status), in.TTLSeconds, millis(now), millis(in.ExpiresAt), newRev())
 }
 
 // Heartbeat renews a live instance in one round trip (one EVALSHA).
@@ -149,14 +151,25 @@ func (s *Store) Heartbeat(ctx context.Context, service, id string, status regist
 	if err := s.available("heartbeat"); err != nil {
 		return registry.Event{}, err
 	}
-	raw, err := heartbeatScript.Run(ctx, s.client, serviceKeys(service), s.scriptArgs(service, id, string(status), millis(now))...).Text()
+	// The record held now, not after the call: the script leaves it out
+	// of its answer only when this very registration is held.
+	held := s.records.lookup(service, id)
+	names, cached := s.names.Load(service)
+	if !cached {
+		names = newServiceNames(service, s.origin)
+	}
+	sn := names.(serviceNames)
+	raw, err := heartbeatScript.Run(ctx, s.client, sn.keys, changeChannel, sn.head, id, string(status), millis(now), held.rev).Text()
 	if errors.Is(err, goredis.Nil) {
 		return registry.Event{}, fmt.Errorf("heartbeat %s/%s: %w", service, id, registry.ErrNotFound)
 	}
 	if err != nil {
 		return registry.Event{}, s.fail(ctx, "heartbeat", err)
 	}
-	return s.deliver(raw)
+	if !cached {
+		s.names.Store(service, sn) // only names that exist: a live instance just answered
+	}
+	return s.deliverHeld(raw, held)
 }
 
 // Deregister removes an instance.
@@ -352,14 +365,17 @@ func (s *Store) Snapshot(ctx context.Context) (registry.Snapshot, error) {
 			continue // in the catalogue but never changed: no index yet
 		}
 		svc := registry.ServiceSnapshot{Index: uint64(index), Instances: make([]registry.Instance, 0, len(reply)-1)}
+		live := make(map[string]bool, len(reply)-1)
 		for _, item := range reply[1:] {
 			raw, _ := item.(string)
-			n, err := s.records.decodeNotice(raw)
+			n, err := s.records.decodeNotice(raw, cachedRecord{})
 			if err != nil {
 				return snap, fmt.Errorf("redis snapshot of %s: %w", names[i], err)
 			}
 			svc.Instances = append(svc.Instances, n.instance())
+			live[n.ID] = true
 		}
+		s.records.prune(names[i], live)
 		snap.Services[names[i]] = svc
 	}
 	return snap, nil
@@ -400,8 +416,7 @@ func (s *Store) Close() error {
 // scriptArgs puts the channel and the notice head before a script's own
 // arguments (the ARGV layout of scripts.go).
 func (s *Store) scriptArgs(service string, args ...any) []any {
-	head := `{"origin":"` + s.origin + `","service":` + jsonString(service)
-	return append([]any{changeChannel, head}, args...)
+	return append([]any{changeChannel, noticeHead(s.origin, service)}, args...)
 }
 
 // runEach runs script once per service in one pipeline, loading the script
@@ -452,9 +467,46 @@ func (s *Store) addToCatalog(ctx context.Context, service string) error {
 	return nil
 }
 
+// newRev draws the rev of a registration (scripts.go): random, not 0.
+func newRev() uint64 {
+	for {
+		if rev := rand.Uint64(); rev != 0 {
+			return rev
+		}
+	}
+}
+
+// fetchRecord completes a heartbeat notice whose record this process does
+// not hold (it started after the registration, or missed its notice) by
+// reading the instance: one round trip, made by the subscriber, never on a
+// request's path. ok is false when the notice is outdated: the instance
+// has gone or was registered again since, and the notice of that follows.
+func (s *Store) fetchRecord(ctx context.Context, n notice) (_ notice, ok bool, _ error) {
+	ctx, cancel := context.WithTimeout(ctx, ioTimeout)
+	defer cancel()
+	raw, err := recordScript.Run(ctx, s.client, serviceKeys(n.Service), s.scriptArgs(n.Service, n.ID)...).Text()
+	if errors.Is(err, goredis.Nil) {
+		return n, false, nil
+	}
+	if err != nil {
+		return n, false, fmt.Errorf("read the record of %s/%s: %w", n.Service, n.ID, err)
+	}
+	cur, err := s.records.decodeNotice(raw, cachedRecord{}) // caches the record
+	if err != nil || cur.Rev != n.Rev {
+		return n, false, err
+	}
+	n.rec = cur.rec
+	return n, true, nil
+}
+
 // deliver decodes a notice a script returned and puts its event on Changes.
 func (s *Store) deliver(raw string) (registry.Event, error) {
-	n, err := s.records.decodeNotice(raw)
+	return s.deliverHeld(raw, cachedRecord{})
+}
+
+// deliverHeld is deliver for a notice that may leave out the record held.
+func (s *Store) deliverHeld(raw string, held cachedRecord) (registry.Event, error) {
+	n, err := s.records.decodeNotice(raw, held)
 	if err != nil {
 		return registry.Event{}, err
 	}
