@@ -93,10 +93,14 @@ func TestSentinelFailover(t *testing.T) {
 	wg.Wait()
 
 	// The new master has no replica, so a waiting write is refused, clearly.
-	_, err := acked.Register(t.Context(), registrytest.Instance("acked", "after", 600, time.Now()))
-	if !errors.Is(err, registry.ErrUnavailable) || !strings.Contains(err.Error(), "replicas acknowledged") {
-		t.Errorf("register without a replica = %v, want ErrUnavailable naming the replicas", err)
-	}
+	// The store may still be reconnecting to the new master at first.
+	eventually(t, 10*time.Second, "a waiting write refused for want of a replica", func() error {
+		_, err := acked.Register(t.Context(), registrytest.Instance("acked", "after", 600, time.Now()))
+		if errors.Is(err, registry.ErrUnavailable) && strings.Contains(err.Error(), "replicas acknowledged") {
+			return nil
+		}
+		return fmt.Errorf("register without a replica = %v, want ErrUnavailable naming the replicas", err)
+	})
 
 	snap, err := plain.Snapshot(t.Context())
 	if err != nil {
