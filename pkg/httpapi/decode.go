@@ -18,6 +18,11 @@ import (
 // and anything after the object are errors naming the field. An empty body
 // is an error unless optional.
 func decodeBody(w http.ResponseWriter, r *http.Request, dst any, optional bool) error {
+	if r.ContentLength > MaxBodyBytes {
+		// Refuse a declared oversize body before reading any of it, so the
+		// answer is 413 whatever the body holds.
+		return &http.MaxBytesError{Limit: MaxBodyBytes}
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()

@@ -106,6 +106,7 @@ func TestBadRegistrationIsRefusedNamingTheFieldAndChangesNothing(t *testing.T) {
 		{"ttl too long", "web", `{"address":"10.0.0.1","port":80,"ttl_seconds":86401}`, 400, "invalid_argument", "ttl_seconds"},
 		{"negative ttl", "web", `{"address":"10.0.0.1","port":80,"ttl_seconds":-5}`, 400, "invalid_argument", "ttl_seconds"},
 		{"body too large", "web", `{"address":"10.0.0.1","port":80,"metadata":{"k":"` + strings.Repeat("v", 70<<10) + `"}}`, 413, "payload_too_large", "body"},
+		{"body too large and not JSON", "web", strings.Repeat("a", 70<<10), 413, "payload_too_large", "body"},
 	}
 	h := newHarness(t)
 	before := h.snapshot(t)
