@@ -82,7 +82,26 @@ func newRootCmd(a *app) *cobra.Command {
 	root.AddCommand(serve, newVersionCmd(a), newConfigCmd(a), newCompletionCmd(a), newGenManCmd(a))
 	root.AddCommand(newClientCmds(a)...)
 	root.AddCommand(newServiceCmds(a)...)
+	for _, sub := range root.Commands() {
+		explainArgErrors(sub)
+	}
 	return root
+}
+
+// explainArgErrors makes a wrong number of arguments name the command and
+// show its usage, instead of cobra's bare "accepts 1 arg(s), received 0".
+func explainArgErrors(cmd *cobra.Command) {
+	if check := cmd.Args; check != nil {
+		cmd.Args = func(c *cobra.Command, args []string) error {
+			if err := check(c, args); err != nil {
+				return fmt.Errorf("%s: %w (usage: %s)", c.Name(), err, c.UseLine())
+			}
+			return nil
+		}
+	}
+	for _, sub := range cmd.Commands() {
+		explainArgErrors(sub)
+	}
 }
 
 // oneLine folds an error onto a single line for the terminal.
