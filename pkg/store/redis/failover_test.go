@@ -99,7 +99,10 @@ func TestSentinelFailover(t *testing.T) {
 		if errors.Is(err, registry.ErrUnavailable) && strings.Contains(err.Error(), "replicas acknowledged") {
 			return nil
 		}
-		return fmt.Errorf("register without a replica = %v, want ErrUnavailable naming the replicas", err)
+		if err == nil {
+			return errors.New("register without a replica succeeded, want ErrUnavailable naming the replicas")
+		}
+		return fmt.Errorf("register without a replica: %w; want ErrUnavailable naming the replicas", err)
 	})
 
 	snap, err := plain.Snapshot(t.Context())
