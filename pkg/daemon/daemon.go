@@ -178,43 +178,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	return nil
 }
 
-// pump feeds the store's change feed into the view. It reloads a snapshot
-// when the store reports lost events, and every refreshInterval anyway.
+// pump feeds the store's change feed into the view until ctx ends.
 func (d *Daemon) pump(ctx context.Context, store registry.Store, v *view.View) {
-	logger := d.logger.With("component", "pump")
-	ticker := time.NewTicker(refreshInterval)
-	defer ticker.Stop()
-	failing := false
-	refresh := func() {
-		snap, err := store.Snapshot(ctx)
-		if err != nil {
-			if !failing && ctx.Err() == nil {
-				logger.Warn("reloading the registry failed; serving what is in memory", "err", err)
-			}
-			failing = true
-			return
-		}
-		if failing {
-			logger.Info("reloading the registry works again")
-		}
-		failing = false
-		v.Load(snap)
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case ev, ok := <-store.Changes():
-			if !ok {
-				return
-			}
-			if ev.Type == registry.EventResync {
-				refresh()
-				continue
-			}
-			v.Apply(ev)
-		case <-ticker.C:
-			refresh()
-		}
-	}
+	view.Follow(ctx, store, v, refreshInterval, d.logger.With("component", "pump"))
 }

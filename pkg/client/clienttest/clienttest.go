@@ -60,7 +60,7 @@ func Start(t testing.TB, opts Options) *Server {
 		Storage:           "embedded",
 	})
 	var wg sync.WaitGroup
-	wg.Go(func() { pump(ctx, store, v) })
+	wg.Go(func() { view.Follow(ctx, store, v, 30*time.Second, logger) })
 	reaper := registry.NewReaper(api.Store(), clock, v.Apply, logger)
 	wg.Go(func() { reaper.Run(ctx) })
 
@@ -78,25 +78,4 @@ func Start(t testing.TB, opts Options) *Server {
 		}
 	})
 	return &Server{URL: srv.URL, Store: store, View: v}
-}
-
-// pump feeds the store's change feed into the view, as the daemon does.
-func pump(ctx context.Context, store registry.Store, v *view.View) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case ev, ok := <-store.Changes():
-			if !ok {
-				return
-			}
-			if ev.Type != registry.EventResync {
-				v.Apply(ev)
-				continue
-			}
-			if snap, err := store.Snapshot(ctx); err == nil {
-				v.Load(snap)
-			}
-		}
-	}
 }
