@@ -470,28 +470,7 @@ func testChanges(t *testing.T, s registry.Store) {
 
 func testConcurrentRegisters(t *testing.T, s registry.Store) {
 	const writers, each = 32, 8
-	var mu sync.Mutex
-	indexes := map[uint64]string{}
-	var wg sync.WaitGroup
-	for w := range writers {
-		wg.Go(func() {
-			for i := range each {
-				id := fmt.Sprintf("w%d-%d", w, i)
-				ev, err := s.Register(t.Context(), Instance("web", id, 60, T0))
-				if err != nil {
-					t.Errorf("Register %s: %v", id, err)
-					return
-				}
-				mu.Lock()
-				if other, dup := indexes[ev.Index]; dup {
-					t.Errorf("%s and %s both got index %d", other, id, ev.Index)
-				}
-				indexes[ev.Index] = id
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
+	indexes := registerConcurrently(t, writers, each, s)
 	svc := mustService(t, s, "web")
 	if len(svc.Instances) != writers*each {
 		t.Errorf("%d instances landed, want %d", len(svc.Instances), writers*each)
@@ -769,14 +748,25 @@ func testSharedExpireOnce(t *testing.T, a, b registry.Store) {
 
 func testSharedConcurrentRegisters(t *testing.T, a, b registry.Store) {
 	const writers, each = 16, 8
+	registerConcurrently(t, writers, each, a, b)
+	for _, s := range []registry.Store{a, b} {
+		if n := len(mustService(t, s, "web").Instances); n != writers*each {
+			t.Errorf("%d instances, want %d", n, writers*each)
+		}
+	}
+}
+
+// registerConcurrently has writers goroutines register each instances of
+// "web", writer w through stores[w % len(stores)], and fails the test when
+// two registrations get the same index. It returns every index with the id
+// that got it.
+func registerConcurrently(t *testing.T, writers, each int, stores ...registry.Store) map[uint64]string {
+	t.Helper()
 	var mu sync.Mutex
 	indexes := map[uint64]string{}
 	var wg sync.WaitGroup
 	for w := range writers {
-		s := a
-		if w%2 == 1 {
-			s = b
-		}
+		s := stores[w%len(stores)]
 		wg.Go(func() {
 			for i := range each {
 				id := fmt.Sprintf("w%d-%d", w, i)
@@ -795,9 +785,5 @@ func testSharedConcurrentRegisters(t *testing.T, a, b registry.Store) {
 		})
 	}
 	wg.Wait()
-	for _, s := range []registry.Store{a, b} {
-		if n := len(mustService(t, s, "web").Instances); n != writers*each {
-			t.Errorf("%d instances, want %d", n, writers*each)
-		}
-	}
+	return indexes
 }
