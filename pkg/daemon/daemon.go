@@ -131,6 +131,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	work, stopWork := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { d.pump(work, store, v) })
+	wg.Go(func() { view.Guard(work, store, v, d.clock, view.GuardInterval, d.logger.With("component", "guard")) })
 	reaper := registry.NewReaper(api.Store(), d.clock, v.Apply, d.logger)
 	wg.Go(func() { reaper.Run(work) })
 	defer func() {

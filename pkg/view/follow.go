@@ -8,13 +8,23 @@ import (
 	"github.com/sagaproject/saga/pkg/registry"
 )
 
+// gapTimeout is how long a gap in a service's indexes may stay open before
+// Follow reloads a snapshot to fill it. Gaps close in milliseconds when
+// events merely arrive out of order; one that stays open is an event the
+// feed will never bring, and every Saga must agree with the store within
+// a second (SPEC §1).
+const gapTimeout = 300 * time.Millisecond
+
 // Follow keeps v current from store until ctx ends or the store closes its
 // feed: it applies every change, reloads a snapshot when the store reports
-// lost events, and reloads every refresh anyway (the fallback for a feed
-// that lost events without saying so).
+// lost events or a gap in a service's indexes stays open (View.Lagging),
+// and reloads every refresh anyway (the fallback for a feed that lost
+// events without saying so).
 func Follow(ctx context.Context, store registry.Store, v *View, refresh time.Duration, logger *slog.Logger) {
 	ticker := time.NewTicker(refresh)
 	defer ticker.Stop()
+	gaps := time.NewTicker(gapTimeout / 3)
+	defer gaps.Stop()
 	failing := false
 	reload := func() {
 		snap, err := store.Snapshot(ctx)
@@ -46,6 +56,10 @@ func Follow(ctx context.Context, store registry.Store, v *View, refresh time.Dur
 			v.Apply(ev)
 		case <-ticker.C:
 			reload()
+		case <-gaps.C:
+			if v.Lagging(gapTimeout) {
+				reload()
+			}
 		}
 	}
 }

@@ -91,12 +91,34 @@ func (q Query) matches(in registry.Instance) bool {
 // endless distinct filters cannot grow it without limit.
 const maxCachedQueries = 64
 
+// cacheBudget bounds the bytes of encoded lookups that the view keeps across
+// every service: one answer of a service with 200,000 instances is tens of
+// megabytes.
+const cacheBudget = 256 << 20
+
+// Big answers. Encoding one takes a core for a good part of a second, so:
+//   - an answer of at least bigAnswer instances is reused for up to
+//     renewSlack after heartbeats moved deadlines in it (its expires_at
+//     values lag by that much, never its instances: any other change
+//     makes it stale at once);
+//   - at most bigEncodes of them are encoded at a time, which bounds the
+//     memory that concurrent readers of big services take.
+const (
+	bigAnswer  = 1000
+	renewSlack = time.Second
+	bigEncodes = 2
+)
+
 // cacheEntry is one encoded answer. It is good until the service changes
-// (version) or the earliest deadline among the instances in it passes.
+// (version) or the earliest deadline among the instances in it passes;
+// heartbeats (renewed) make it stale too, after renewSlack for a big one.
 type cacheEntry struct {
 	body       []byte
 	index      uint64
 	version    uint64
+	renewed    uint64
+	big        bool
+	madeAt     time.Time // by the clock, for renewSlack
 	validUntil time.Time // zero when the answer holds no instance
 }
 
@@ -104,34 +126,63 @@ func (e cacheEntry) fresh(version uint64, now time.Time) bool {
 	return e.body != nil && e.version == version && (e.validUntil.IsZero() || now.Before(e.validUntil))
 }
 
+// freshFor reports whether the entry still answers for svc.
+func (e cacheEntry) freshFor(svc *service, now, wall time.Time) bool {
+	return e.fresh(svc.version, now) &&
+		(e.renewed == svc.renewed || (e.big && wall.Sub(e.madeAt) < renewSlack))
+}
+
+// flight is one encoding of a lookup that concurrent readers of the same
+// query and the same state of the service share.
+type flight struct {
+	done    chan struct{}
+	version uint64
+	renewed uint64
+	body    []byte // set before done is closed
+	index   uint64
+}
+
 // Lookup returns the live instances of a service that match q, sorted by id,
 // and the service's index.
 func (v *View) Lookup(serviceName string, q Query) ([]registry.Instance, uint64) {
-	now := v.clock.Now()
+	now := v.liveNow()
 	v.mu.RLock()
-	defer v.mu.RUnlock()
 	svc := v.services[serviceName]
 	if svc == nil {
+		v.mu.RUnlock()
 		return []registry.Instance{}, 0
 	}
-	found, _ := lookupLocked(svc, q, now)
-	return found, svc.index
+	found, _ := collectLocked(svc, q, now)
+	index := svc.index
+	v.mu.RUnlock()
+	for i := range found {
+		found[i] = found[i].Clone()
+	}
+	sortByID(found)
+	return found, index
 }
 
-func lookupLocked(svc *service, q Query, now time.Time) ([]registry.Instance, time.Time) {
+// collectLocked returns the live instances of svc that match q, unsorted,
+// and the earliest deadline among them. The copies share their tags and
+// metadata with the view, which never modifies them in place: callers
+// that hand them out clone them.
+func collectLocked(svc *service, q Query, now time.Time) ([]registry.Instance, time.Time) {
 	found := []registry.Instance{}
 	var earliest time.Time
 	for _, in := range svc.instances {
 		if !in.Live(now) || !q.matches(in) {
 			continue
 		}
-		found = append(found, in.Clone())
+		found = append(found, in)
 		if earliest.IsZero() || in.ExpiresAt.Before(earliest) {
 			earliest = in.ExpiresAt
 		}
 	}
-	slices.SortFunc(found, func(a, b registry.Instance) int { return strings.Compare(a.ID, b.ID) })
 	return found, earliest
+}
+
+func sortByID(list []registry.Instance) {
+	slices.SortFunc(list, func(a, b registry.Instance) int { return strings.Compare(a.ID, b.ID) })
 }
 
 // lookupBody is the JSON answer of GET /api/v1/services/{service}.
@@ -144,9 +195,12 @@ type lookupBody struct {
 // LookupJSON returns the encoded answer of a lookup,
 // {"service","index","instances"}, and the service's index. The encoding is
 // cached per service and query until the service changes or an instance in
-// the answer passes its deadline. Callers must not modify the bytes.
+// the answer passes its deadline, and concurrent readers of one query
+// share one encoding. Sorting and encoding happen outside the view's lock,
+// so a big service never holds up the readers and writers of others.
+// Callers must not modify the bytes.
 func (v *View) LookupJSON(serviceName string, q Query) ([]byte, uint64) {
-	now := v.clock.Now()
+	now, wall := v.liveNow(), v.clock.Now()
 	key := q.key()
 
 	v.mu.RLock()
@@ -156,28 +210,104 @@ func (v *View) LookupJSON(serviceName string, q Query) ([]byte, uint64) {
 		v.misses.Add(1)
 		return mustEncode(lookupBody{Service: serviceName, Instances: []registry.Instance{}}), 0
 	}
-	if e, ok := svc.cache[key]; ok && e.fresh(svc.version, now) {
+	if e, ok := svc.cache[key]; ok && e.freshFor(svc, now, wall) {
 		v.mu.RUnlock()
 		v.hits.Add(1)
 		return e.body, e.index
 	}
-	found, earliest := lookupLocked(svc, q, now)
-	entry := cacheEntry{index: svc.index, version: svc.version, validUntil: earliest}
 	v.mu.RUnlock()
 
+	v.mu.Lock()
+	svc = v.services[serviceName]
+	if svc == nil {
+		v.mu.Unlock()
+		v.misses.Add(1)
+		return mustEncode(lookupBody{Service: serviceName, Instances: []registry.Instance{}}), 0
+	}
+	if e, ok := svc.cache[key]; ok && e.freshFor(svc, now, wall) {
+		v.mu.Unlock()
+		v.hits.Add(1)
+		return e.body, e.index
+	}
+	if f := svc.flights[key]; f != nil && f.version == svc.version && f.renewed == svc.renewed {
+		v.mu.Unlock()
+		<-f.done
+		v.hits.Add(1)
+		return f.body, f.index
+	}
+	f := &flight{done: make(chan struct{}), version: svc.version, renewed: svc.renewed, index: svc.index}
+	if svc.flights == nil {
+		svc.flights = map[string]*flight{}
+	}
+	svc.flights[key] = f
+	found, earliest := collectLocked(svc, q, now)
+	v.mu.Unlock()
+
 	v.misses.Add(1)
-	entry.body = mustEncode(lookupBody{Service: serviceName, Index: entry.index, Instances: found})
+	big := len(found) >= bigAnswer
+	if big {
+		v.bigEncodes <- struct{}{}
+	}
+	sortByID(found)
+	f.body = mustEncode(lookupBody{Service: serviceName, Index: f.index, Instances: found})
+	if big {
+		<-v.bigEncodes
+	}
 
 	v.mu.Lock()
-	// Keep the entry only if the service did not change while encoding.
-	if v.services[serviceName] == svc && svc.version == entry.version {
-		if svc.cache == nil || len(svc.cache) >= maxCachedQueries {
-			svc.cache = map[string]cacheEntry{}
-		}
-		svc.cache[key] = entry
+	if svc.flights[key] == f {
+		delete(svc.flights, key)
 	}
+	// Keep the entry only if the service did not change while encoding.
+	if v.services[serviceName] == svc && svc.version == f.version {
+		v.cacheLocked(svc, key, cacheEntry{
+			body: f.body, index: f.index, version: f.version, renewed: f.renewed,
+			big: big, madeAt: wall, validUntil: earliest,
+		})
+	}
+	close(f.done)
 	v.mu.Unlock()
-	return entry.body, entry.index
+	return f.body, f.index
+}
+
+// cacheLocked keeps an answer within maxCachedQueries per service and
+// cacheBudget overall, dropping other services' answers to make room.
+func (v *View) cacheLocked(svc *service, key string, e cacheEntry) {
+	size := int64(len(e.body))
+	if size > cacheBudget/2 {
+		return // would leave room for little else
+	}
+	if old, ok := svc.cache[key]; ok {
+		v.cacheBytes -= int64(len(old.body))
+		delete(svc.cache, key)
+	}
+	if len(svc.cache) >= maxCachedQueries {
+		v.dropCacheLocked(svc)
+	}
+	for _, other := range v.services { // map order: a random victim each time
+		if v.cacheBytes+size <= cacheBudget {
+			break
+		}
+		if other != svc {
+			v.dropCacheLocked(other)
+		}
+	}
+	if v.cacheBytes+size > cacheBudget {
+		v.dropCacheLocked(svc)
+	}
+	if svc.cache == nil {
+		svc.cache = map[string]cacheEntry{}
+	}
+	svc.cache[key] = e
+	v.cacheBytes += size
+}
+
+// dropCacheLocked forgets a service's cached answers.
+func (v *View) dropCacheLocked(svc *service) {
+	for _, e := range svc.cache {
+		v.cacheBytes -= int64(len(e.body))
+	}
+	svc.cache = nil
 }
 
 // CatalogEntry is one service in the catalogue: how many live instances it
@@ -192,7 +322,7 @@ type CatalogEntry struct {
 // name, and the catalogue index. A service whose instances have all gone is
 // left out, though its index still counts in the catalogue index.
 func (v *View) Catalog() ([]CatalogEntry, uint64) {
-	now := v.clock.Now()
+	now := v.liveNow()
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	entries, _ := v.catalogLocked(now)
@@ -227,7 +357,7 @@ type catalogBody struct {
 // CatalogJSON returns the encoded catalogue, {"index","services"}, and the
 // catalogue index, cached like LookupJSON. Callers must not modify the bytes.
 func (v *View) CatalogJSON() ([]byte, uint64) {
-	now := v.clock.Now()
+	now := v.liveNow()
 	v.mu.RLock()
 	if e := v.catalogCache; e.fresh(v.version, now) {
 		v.mu.RUnlock()

@@ -34,9 +34,17 @@ type View struct {
 	version      uint64
 	catalogCache cacheEntry
 	catalogWake  chan struct{} // closed when the catalogue index changes
+	cacheBytes   int64         // bytes of the services' cached answers
+	bigEncodes   chan struct{} // a slot per big answer being encoded
 	watchers     map[string]*watch
-	subs         map[*Subscription]struct{}
-	lastRefresh  time.Time
+	// gapped names the services that hold pending events.
+	gapped      map[string]struct{}
+	subs        map[*Subscription]struct{}
+	lastRefresh time.Time
+
+	// frozenAt is the moment of Freeze in nanoseconds since the epoch;
+	// zero when the view is not frozen.
+	frozenAt atomic.Int64
 
 	hits        atomic.Uint64
 	misses      atomic.Uint64
@@ -50,9 +58,16 @@ type service struct {
 	// version grows with every change to the service, heartbeats included;
 	// cache entries made at an older version are stale.
 	version uint64
+	// renewed grows with every heartbeat that moved a deadline.
+	renewed uint64
 	cache   map[string]cacheEntry
-	// advancedAt is when an applied event last moved the index.
-	advancedAt time.Time
+	flights map[string]*flight // encodings under way, by query key
+	// changedAt is when an applied event last changed the service.
+	changedAt time.Time
+	// pending holds the events above index+1 that arrived before the ones
+	// between (see Apply); gapSince is when the oldest of them arrived.
+	pending  map[uint64]registry.Event
+	gapSince time.Time
 }
 
 // staleSnapshotWindow is how long after an applied event a snapshot with a
@@ -75,6 +90,8 @@ func New(clock registry.Clock) *View {
 		services:    map[string]*service{},
 		catalogWake: make(chan struct{}),
 		watchers:    map[string]*watch{},
+		gapped:      map[string]struct{}{},
+		bigEncodes:  make(chan struct{}, bigEncodes),
 		subs:        map[*Subscription]struct{}{},
 	}
 }
@@ -107,35 +124,49 @@ func (v *View) Stats() Stats {
 	}
 }
 
-// Load replaces the whole view with snap. Watchers of every service whose
-// index changed wake, and subscribers receive the differences as events, so
-// a reload after lost events (registry.EventResync) does not leave them
-// behind. A service whose index did not change keeps its cached answers;
-// its deadlines only move later, as with heartbeats, so a periodic reload
-// costs the readers nothing. A service that an applied event moved ahead of
-// the snapshot within staleSnapshotWindow keeps its newer state.
+// Load brings a snapshot of the whole store into the view: at start-up,
+// after the change feed lost events (registry.EventResync), when a gap in a
+// service's indexes is not filled in time (Lagging), and every refresh
+// anyway. Per service:
+//
+//   - a snapshot at or above the view's index is the truth up to its index:
+//     the view takes it, replays on top the events it holds above that
+//     index, keeps the later of two deadlines of one registration, and
+//     repairs whatever differs, even at an equal index;
+//   - a snapshot below the view's index was read before the view's latest
+//     events and is ignored, unless the view has not changed that service
+//     for staleSnapshotWindow: then the store was reset, and its state is
+//     taken;
+//   - a service the snapshot lacks is kept while it changed recently and
+//     dropped otherwise.
+//
+// Watchers of every service whose index or instances changed wake, and
+// subscribers receive the differences as events. A service that did not
+// change keeps its cached answers; its deadlines only move later, as with
+// heartbeats, so a periodic reload costs the readers nothing.
 func (v *View) Load(snap registry.Snapshot) {
 	now := v.clock.Now()
 	v.mu.Lock()
 	defer v.mu.Unlock()
 
-	next, sum := v.mergeLocked(snap, now)
-	changed := false
-	for _, name := range unionKeys(v.services, next) {
-		before, after := v.services[name], next[name]
-		if before == after {
-			continue
-		}
-		changed = true
-		if indexOf(before) == indexOf(after) {
-			continue
-		}
-		v.wakeServiceLocked(name)
-		for _, ev := range diff(name, before, after, now) {
-			v.publishLocked(ev)
+	names := slices.Collect(maps.Keys(v.services))
+	for name := range snap.Services {
+		if _, ok := v.services[name]; !ok {
+			names = append(names, name)
 		}
 	}
-	v.services = next
+	slices.Sort(names)
+	changed := false
+	for _, name := range names {
+		ss, inSnap := snap.Services[name]
+		if v.loadServiceLocked(name, ss, inSnap, now) {
+			changed = true
+		}
+	}
+	var sum uint64
+	for _, svc := range v.services {
+		sum += svc.index
+	}
 	if sum != v.catalogIndex {
 		v.catalogIndex = sum
 		v.wakeCatalogLocked()
@@ -146,49 +177,110 @@ func (v *View) Load(snap registry.Snapshot) {
 	v.lastRefresh = now
 }
 
-// mergeLocked builds the services that Load installs, and the sum of their
-// indexes. It reuses the view's own service where the snapshot has nothing
-// newer: at the same index (moving deadlines later), or at a higher index
-// reached by an event applied within staleSnapshotWindow.
-func (v *View) mergeLocked(snap registry.Snapshot, now time.Time) (map[string]*service, uint64) {
-	next := make(map[string]*service, len(snap.Services))
-	var sum uint64
-	recent := func(svc *service) bool { return now.Sub(svc.advancedAt) < staleSnapshotWindow }
-	for name, ss := range snap.Services {
-		cur := v.services[name]
-		switch {
-		case cur != nil && cur.index > ss.Index && recent(cur):
-			next[name] = cur // the snapshot was read before the latest write
-		case cur != nil && cur.index == ss.Index && sameIDs(cur.instances, ss.Instances):
-			if cur.renewFrom(ss.Instances) {
-				v.touchLocked(cur)
-			}
-			next[name] = cur
-		default:
-			svc := &service{index: ss.Index, instances: make(map[string]registry.Instance, len(ss.Instances))}
-			for _, in := range ss.Instances {
-				svc.instances[in.ID] = normalized(in)
-			}
-			next[name] = svc
+// loadServiceLocked brings one service of a snapshot into the view (see
+// Load) and reports whether anything but deadlines changed.
+func (v *View) loadServiceLocked(name string, ss registry.ServiceSnapshot, inSnap bool, now time.Time) bool {
+	cur := v.services[name]
+	recent := cur != nil && (now.Sub(cur.changedAt) < staleSnapshotWindow || len(cur.pending) > 0)
+	switch {
+	case !inSnap && cur == nil:
+		return false
+	case !inSnap:
+		if recent && (cur.index > 0 || len(cur.pending) > 0) {
+			return false // first written after the snapshot was read
 		}
-		sum += next[name].index
+		v.replaceLocked(name, cur, nil, nil, now)
+		return true
+	case cur != nil && ss.Index < cur.index:
+		if recent {
+			return false // the snapshot was read before the latest events
+		}
+		v.replaceLocked(name, cur, fromSnapshot(ss), nil, now)
+		return true
+	case cur != nil && ss.Index == cur.index && len(cur.pending) == 0 && sameButDeadlines(cur.instances, ss.Instances):
+		if cur.renewFrom(ss.Instances) {
+			v.renewLocked(cur)
+		}
+		return false
 	}
-	for name, cur := range v.services {
-		if _, ok := next[name]; !ok && cur.index > 0 && recent(cur) {
-			next[name] = cur // first written after the snapshot was read
-			sum += cur.index
+	// The snapshot is the truth up to its index: take it, with the events
+	// the view holds above that index on top.
+	next := fromSnapshot(ss)
+	var held, above []registry.Event
+	if cur != nil {
+		for _, index := range slices.Sorted(maps.Keys(cur.pending)) {
+			if index <= ss.Index {
+				held = append(held, cur.pending[index])
+			} else {
+				above = append(above, cur.pending[index])
+			}
+		}
+		next.keepLaterDeadlines(cur.instances)
+	}
+	for _, ev := range above {
+		next.setContent(ev)
+	}
+	v.replaceLocked(name, cur, next, held, now)
+	if len(above) > 0 {
+		next.pending = make(map[uint64]registry.Event, len(above))
+		for _, ev := range above {
+			next.pending[ev.Index] = ev
+		}
+		next.gapSince = cur.gapSince
+		v.gapped[name] = struct{}{}
+		if first, ok := next.pending[next.index+1]; ok {
+			delete(next.pending, first.Index)
+			v.advanceLocked(name, next, first)
 		}
 	}
-	return next, sum
+	return true
 }
 
-// sameIDs reports whether a snapshot holds exactly the instances in m.
-func sameIDs(m map[string]registry.Instance, list []registry.Instance) bool {
+// replaceLocked installs next (nil: no service) in place of cur: it
+// publishes the events held below next's index in their order, then the
+// differences that remain as events at next's index, and wakes the
+// service's watchers.
+func (v *View) replaceLocked(name string, cur, next *service, held []registry.Event, now time.Time) {
+	for _, ev := range held {
+		if ev.Type == registry.EventExpired {
+			v.expirations.Add(1)
+		}
+		v.publishLocked(ev)
+	}
+	for _, ev := range diff(name, cur, next, now) {
+		v.publishLocked(ev)
+	}
+	delete(v.gapped, name)
+	if cur != nil {
+		v.dropCacheLocked(cur)
+	}
+	if next == nil {
+		delete(v.services, name)
+	} else {
+		next.changedAt = now
+		v.services[name] = next
+	}
+	v.wakeServiceLocked(name)
+}
+
+// fromSnapshot builds a service from its snapshot.
+func fromSnapshot(ss registry.ServiceSnapshot) *service {
+	svc := &service{index: ss.Index, instances: make(map[string]registry.Instance, len(ss.Instances))}
+	for _, in := range ss.Instances {
+		svc.instances[in.ID] = normalized(in)
+	}
+	return svc
+}
+
+// sameButDeadlines reports whether a snapshot holds exactly the instances
+// in m, up to what heartbeats change.
+func sameButDeadlines(m map[string]registry.Instance, list []registry.Instance) bool {
 	if len(m) != len(list) {
 		return false
 	}
 	for _, in := range list {
-		if _, ok := m[in.ID]; !ok {
+		cur, ok := m[in.ID]
+		if !ok || !sameButDeadline(cur, in) {
 			return false
 		}
 	}
@@ -211,34 +303,39 @@ func (svc *service) renewFrom(list []registry.Instance) bool {
 	return moved
 }
 
-// Apply brings one store event into the view. Events whose index is not
-// above the service's current index are ignored, so applying an event twice
-// (once from the write path, once from the change feed) is harmless. A
-// heartbeat only ever moves a deadline later. EventResync is not handled
-// here: its reader reloads a Snapshot with Load.
+// keepLaterDeadlines takes, for every instance that old holds in the same
+// registration, old's deadline when it is later: a heartbeat the view
+// applied after the snapshot was read.
+func (svc *service) keepLaterDeadlines(old map[string]registry.Instance) {
+	for id, in := range svc.instances {
+		prev, ok := old[id]
+		if ok && prev.RegisteredAt.Equal(in.RegisteredAt) && prev.ExpiresAt.After(in.ExpiresAt) {
+			in.ExpiresAt = prev.ExpiresAt
+			in.LastHeartbeat = prev.LastHeartbeat
+			svc.instances[id] = in
+		}
+	}
+}
+
+// Apply brings one store event into the view, whichever way it came (the
+// write path that made it, the change feed, the reaper) and in whatever
+// order.
+//
+// An event at or below the service's index, or one already held, was
+// applied before and changes nothing. An event further ahead than the
+// next index has its instance applied at once, unless the view already
+// holds a later change of that instance, so the writer that made it reads
+// it; but the index, the watchers and the subscribers move only once every
+// earlier event is in, in index order. A reader that saw index N has
+// therefore seen every change up to N, and a watcher waiting past N never
+// misses one. A heartbeat only ever moves a deadline later. EventResync is
+// not handled here: its reader reloads a Snapshot with Load.
 func (v *View) Apply(ev registry.Event) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	switch ev.Type {
-	case registry.EventRegistered, registry.EventUpdated:
-		svc := v.serviceLocked(ev.Service)
-		if ev.Index <= svc.index {
-			return
-		}
-		svc.instances[ev.Instance.ID] = normalized(ev.Instance)
-		v.advanceLocked(ev.Service, svc, ev.Index)
-		v.publishLocked(ev)
-	case registry.EventDeregistered, registry.EventExpired:
-		svc := v.serviceLocked(ev.Service)
-		if ev.Index <= svc.index {
-			return
-		}
-		delete(svc.instances, ev.Instance.ID)
-		v.advanceLocked(ev.Service, svc, ev.Index)
-		if ev.Type == registry.EventExpired {
-			v.expirations.Add(1)
-		}
-		v.publishLocked(ev)
+	case registry.EventRegistered, registry.EventUpdated, registry.EventDeregistered, registry.EventExpired:
+		v.applyIndexedLocked(ev)
 	case registry.EventHeartbeat:
 		svc := v.services[ev.Service]
 		if svc == nil {
@@ -251,8 +348,73 @@ func (v *View) Apply(ev registry.Event) {
 		cur.ExpiresAt = ev.Instance.ExpiresAt.UTC()
 		cur.LastHeartbeat = ev.Instance.LastHeartbeat.UTC()
 		svc.instances[cur.ID] = cur
-		v.touchLocked(svc)
+		v.renewLocked(svc)
 	}
+}
+
+func (v *View) applyIndexedLocked(ev registry.Event) {
+	svc := v.serviceLocked(ev.Service)
+	if ev.Index <= svc.index {
+		return
+	}
+	if _, held := svc.pending[ev.Index]; held {
+		return
+	}
+	if !svc.holdsLaterChange(ev.Instance.ID, ev.Index) {
+		svc.setContent(ev)
+		svc.changedAt = v.clock.Now()
+		v.touchLocked(svc)
+		v.version++
+	}
+	if ev.Index > svc.index+1 {
+		if svc.pending == nil {
+			svc.pending = map[uint64]registry.Event{}
+		}
+		if len(svc.pending) == 0 {
+			svc.gapSince = v.clock.Now()
+			v.gapped[ev.Service] = struct{}{}
+		}
+		svc.pending[ev.Index] = ev
+		return
+	}
+	v.advanceLocked(ev.Service, svc, ev)
+}
+
+// holdsLaterChange reports whether an event held above the index changes
+// the instance id at an index later than index.
+func (svc *service) holdsLaterChange(id string, index uint64) bool {
+	for i, ev := range svc.pending {
+		if i > index && ev.Instance.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// setContent applies what an event did to its instance.
+func (svc *service) setContent(ev registry.Event) {
+	switch ev.Type {
+	case registry.EventRegistered, registry.EventUpdated:
+		svc.instances[ev.Instance.ID] = normalized(ev.Instance)
+	case registry.EventDeregistered, registry.EventExpired:
+		delete(svc.instances, ev.Instance.ID)
+	}
+}
+
+// Lagging reports whether some service has waited longer than after for
+// an event that would fill a gap in its indexes. The change feed lost it
+// (a write whose answer never came back, a dropped notice), and only a
+// snapshot (Load) repairs the view.
+func (v *View) Lagging(after time.Duration) bool {
+	now := v.clock.Now()
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	for name := range v.gapped {
+		if svc := v.services[name]; svc != nil && now.Sub(svc.gapSince) >= after {
+			return true
+		}
+	}
+	return false
 }
 
 // serviceLocked returns the named service, creating it at index 0.
@@ -265,25 +427,51 @@ func (v *View) serviceLocked(name string) *service {
 	return svc
 }
 
-// advanceLocked moves a service to a new index and wakes its watchers and
-// the catalogue's.
-func (v *View) advanceLocked(name string, svc *service, index uint64) {
-	v.catalogIndex = v.catalogIndex - svc.index + index
-	svc.index = index
-	svc.advancedAt = v.clock.Now()
+// advanceLocked moves a service to the index of ev, the event right after
+// its index, then on through the events held above it for as long as they
+// follow one another. It publishes each in order and wakes the service's
+// watchers and the catalogue's.
+func (v *View) advanceLocked(name string, svc *service, ev registry.Event) {
+	prev := svc.index
+	for {
+		svc.index = ev.Index
+		if ev.Type == registry.EventExpired {
+			v.expirations.Add(1)
+		}
+		v.publishLocked(ev)
+		next, ok := svc.pending[svc.index+1]
+		if !ok {
+			break
+		}
+		delete(svc.pending, next.Index)
+		ev = next
+	}
+	if len(svc.pending) == 0 {
+		svc.gapSince = time.Time{}
+		delete(v.gapped, name)
+	}
+	v.catalogIndex += svc.index - prev
+	svc.changedAt = v.clock.Now()
 	v.touchLocked(svc)
 	v.version++
 	v.wakeServiceLocked(name)
 	v.wakeCatalogLocked()
 }
 
-// touchLocked records a change to a service that invalidates its cached
-// answers but wakes nobody (a heartbeat). The catalogue's cache survives:
-// a later deadline changes none of its counts, and the earliest deadline it
-// was cached with only makes it expire early.
+// touchLocked records a change to a service's instances that makes its
+// cached answers stale at once.
 func (v *View) touchLocked(svc *service) {
 	svc.version++
-	svc.cache = nil
+	v.dropCacheLocked(svc)
+}
+
+// renewLocked records that heartbeats moved deadlines later in a service:
+// its cached answers are stale, big ones after renewSlack (query.go). It
+// wakes nobody, and the catalogue's cache survives: a later deadline
+// changes none of its counts, and the earliest deadline it was cached with
+// only makes it expire early.
+func (v *View) renewLocked(svc *service) {
+	svc.renewed++
 }
 
 func (v *View) wakeServiceLocked(name string) {
@@ -364,7 +552,7 @@ func (v *View) WaitCatalog(ctx context.Context, index uint64) uint64 {
 
 // Instance returns one live instance.
 func (v *View) Instance(serviceName, id string) (registry.Instance, bool) {
-	now := v.clock.Now()
+	now := v.liveNow()
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	svc := v.services[serviceName]
@@ -388,7 +576,7 @@ type Counts struct {
 
 // Health counts a service's live instances and returns its index.
 func (v *View) Health(serviceName string) (Counts, uint64) {
-	now := v.clock.Now()
+	now := v.liveNow()
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	svc := v.services[serviceName]
@@ -432,17 +620,6 @@ func normalized(in registry.Instance) registry.Instance {
 	out.LastHeartbeat = out.LastHeartbeat.UTC()
 	out.ExpiresAt = out.ExpiresAt.UTC()
 	return out
-}
-
-func unionKeys(a, b map[string]*service) []string {
-	keys := slices.Collect(maps.Keys(a))
-	for k := range b {
-		if _, ok := a[k]; !ok {
-			keys = append(keys, k)
-		}
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // diff turns the change of one service between two loads into the public

@@ -263,6 +263,7 @@ func TestCacheIsReusedUntilTheServiceChanges(t *testing.T) {
 
 func TestCatalogueIndexIsTheSumOfServiceIndexes(t *testing.T) {
 	v, _ := newView(t)
+	v.Load(registry.Snapshot{Services: map[string]registry.ServiceSnapshot{"web": {Index: 4}, "db": {Index: 1}}})
 	v.Apply(registered(inst("web", "a", time.Minute, registry.StatusPassing, nil, nil), 5))
 	v.Apply(registered(inst("db", "d", time.Minute, registry.StatusCritical, nil, nil), 2))
 	entries, index := v.Catalog()
@@ -338,6 +339,7 @@ func TestWaitServiceWakesOnlyItsOwnWatchers(t *testing.T) {
 
 func TestWaitAnswersAtOnceWhenTheIndexDiffers(t *testing.T) {
 	v, _ := newView(t)
+	v.Load(registry.Snapshot{Services: map[string]registry.ServiceSnapshot{"web": {Index: 3}}})
 	v.Apply(registered(inst("web", "a", time.Minute, registry.StatusPassing, nil, nil), 4))
 	ctx := t.Context() // never ends: a wait that blocked would hang the test
 	if got := v.WaitService(ctx, "web", 2); got != 4 {
@@ -410,7 +412,7 @@ func TestLoadReplacesWakesAndTellsSubscribers(t *testing.T) {
 		fresh := inst("web", "fresh", time.Minute, registry.StatusPassing, nil, nil)
 		v.Load(registry.Snapshot{Services: map[string]registry.ServiceSnapshot{
 			"web": {Index: 7, Instances: []registry.Instance{changed, fresh}},
-			"db":  {Index: 1, Instances: []registry.Instance{inst("db", "d", 2*time.Minute, registry.StatusPassing, nil, nil)}},
+			"db":  {Index: 1, Instances: []registry.Instance{inst("db", "d", time.Minute, registry.StatusPassing, nil, nil).Renewed(start.Add(5*time.Second), "")}},
 		}})
 		synctest.Wait()
 

@@ -61,6 +61,7 @@ func Start(t testing.TB, opts Options) *Server {
 	})
 	var wg sync.WaitGroup
 	wg.Go(func() { view.Follow(ctx, store, v, 30*time.Second, logger) })
+	wg.Go(func() { view.Guard(ctx, store, v, clock, view.GuardInterval, logger) })
 	reaper := registry.NewReaper(api.Store(), clock, v.Apply, logger)
 	wg.Go(func() { reaper.Run(ctx) })
 
