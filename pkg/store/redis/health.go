@@ -44,7 +44,11 @@ func (s *Store) available(op string) error {
 
 // fail turns a command's error into the store's error. A lost connection
 // marks the store degraded and wraps registry.ErrUnavailable; so do the
-// replies of a Redis that is up but cannot serve writes yet. Other Redis
+// replies of a Redis that is up but cannot serve writes (a replica during
+// a failover, a cluster without a majority): heartbeats fail there as
+// surely as on a lost connection, so the store must recover, with its
+// grace, before it serves again. Replies that say "not now" (a resharding
+// slot, a busy script) are ErrUnavailable without more. Other Redis
 // replies are bugs and pass through.
 func (s *Store) fail(ctx context.Context, op string, err error) error {
 	if ctx.Err() != nil {
@@ -52,7 +56,13 @@ func (s *Store) fail(ctx context.Context, op string, err error) error {
 	}
 	var reply goredis.Error
 	if errors.As(err, &reply) {
-		for _, prefix := range []string{"LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "NOREPLICAS", "BUSY"} {
+		for _, prefix := range []string{"LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "NOREPLICAS"} {
+			if goredis.HasErrorPrefix(err, prefix) {
+				s.markDown(err)
+				return fmt.Errorf("redis %s: %w: %w", op, registry.ErrUnavailable, err)
+			}
+		}
+		for _, prefix := range []string{"TRYAGAIN", "BUSY"} {
 			if goredis.HasErrorPrefix(err, prefix) {
 				return fmt.Errorf("redis %s: %w: %w", op, registry.ErrUnavailable, err)
 			}

@@ -238,6 +238,9 @@ func newClient(t target, tlsCfg *tls.Config, o Options) goredis.UniversalClient 
 			ReadTimeout:   readTimeout,
 			WriteTimeout:  ioTimeout,
 			TLSConfig:     tlsCfg,
+			// A ping's own one-second deadline, not the read timeout,
+			// decides how soon a frozen Redis is noticed.
+			ContextTimeoutEnabled: true,
 		})
 	case cluster:
 		return goredis.NewClusterClient(&goredis.ClusterOptions{
@@ -249,6 +252,8 @@ func newClient(t target, tlsCfg *tls.Config, o Options) goredis.UniversalClient 
 			ReadTimeout:  readTimeout,
 			WriteTimeout: ioTimeout,
 			TLSConfig:    tlsCfg,
+			// See the failover client above.
+			ContextTimeoutEnabled: true,
 		})
 	default:
 		return goredis.NewClient(&goredis.Options{
@@ -261,6 +266,8 @@ func newClient(t target, tlsCfg *tls.Config, o Options) goredis.UniversalClient 
 			ReadTimeout:  readTimeout,
 			WriteTimeout: ioTimeout,
 			TLSConfig:    tlsCfg,
+			// See the failover client above.
+			ContextTimeoutEnabled: true,
 		})
 	}
 }
