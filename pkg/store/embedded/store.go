@@ -3,10 +3,14 @@
 //
 // Memory is the working copy and disk the durable one. Every change that
 // moves an index (register, deregister, expiry, status change) is written
-// and fsynced before the call returns; concurrent changes share one fsync
-// (group commit). Heartbeats that only move a deadline change memory alone;
-// deadlines reach the disk every few seconds and at Close, and after a crash
-// the daemon's start-up grace (Store.GrantGrace) covers the stale ones.
+// and fsynced before anyone sees it: it reaches memory, Snapshot and Changes
+// only once its transaction has committed, and then the call returns;
+// concurrent changes share one fsync (group commit). A change that cannot
+// be written is never seen, and the store refuses changes until the disk
+// takes writes again, which it finds out by itself. Heartbeats that only
+// move a deadline change memory alone; deadlines reach the disk every few
+// seconds and at Close, and after a crash the daemon's start-up grace
+// (Store.GrantGrace) covers the stale ones.
 package embedded
 
 import (
@@ -37,6 +41,9 @@ const (
 	lockTimeout = time.Second
 	// flushInterval is how often deadlines moved by heartbeats are written.
 	flushInterval = 5 * time.Second
+	// probeInterval is how often a store whose writes failed tries a write
+	// again, to take writes once the disk does.
+	probeInterval = time.Second
 	// changesBuffer is how many events wait for the Changes reader before
 	// the store starts dropping them (and later sends EventResync).
 	changesBuffer = 4096
@@ -53,10 +60,11 @@ var (
 
 // Bucket names: the on-disk layout, described in docs/storage.md.
 var (
-	bucketMeta      = []byte("meta")      // "format" → formatVersion
+	bucketMeta      = []byte("meta")      // "format" → formatVersion; "probe" only while a probe runs (commit.go)
 	bucketServices  = []byte("services")  // service name → index, 8 bytes big-endian
 	bucketInstances = []byte("instances") // service + 0x00 + id → record (record.go)
 	keyFormat       = []byte("format")
+	keyProbe        = []byte("probe")
 )
 
 const formatVersion = "1"
@@ -65,24 +73,35 @@ var _ registry.Store = (*Store)(nil)
 
 // Store is the embedded registry store. Its methods are safe for concurrent use.
 type Store struct {
-	db      *bolt.DB
 	path    string
 	logger  *slog.Logger
+	opts    options
 	changes chan registry.Event
 
 	kick chan struct{} // wakes the committer; closed by Close
 	stop chan struct{} // stops the flusher; closed by Close
 	wg   sync.WaitGroup
 
-	mu       sync.Mutex
+	mu sync.Mutex
+	db *bolt.DB // replaced only while writes fail (reopen)
+	// services is the committed memory: what is on disk, plus deadlines
+	// that heartbeats moved. Snapshot reads it alone.
 	services map[string]*service
-	// nextDue is at or before the earliest deadline in memory, so that
-	// ExpireDue skips its scan until something can be due.
+	// nextDue is at or before the earliest deadline, committed or pending,
+	// so that ExpireDue skips its scan until something can be due.
 	nextDue    int64
-	pending    *batch // writes not yet taken by the committer
+	writing    *batch // the batch the committer is writing
+	pending    *batch // the batch filling up, computed on top of writing
 	lostEvents bool   // Changes dropped events; EventResync is owed
-	failed     error  // a write failed: memory is ahead of disk, so writes stop
-	closed     bool
+	// failed is why writes are refused: a batch failed to commit, and the
+	// probe has not yet found the disk writable again.
+	failed   error
+	failedAt time.Time
+	// repair names what failed batches touched, which the probe writes
+	// back from committed memory.
+	repair        map[key]struct{}
+	repairIndexes map[string]struct{}
+	closed        bool
 }
 
 type service struct {
@@ -94,13 +113,35 @@ type service struct {
 // data file as needed. A directory that cannot be used, a file locked by
 // another process (ErrInUse) or a damaged file (ErrCorrupt) is an error.
 func Open(dir string, logger *slog.Logger) (*Store, error) {
-	return open(dir, logger, options{flushInterval: flushInterval, changesBuffer: changesBuffer})
+	return open(dir, logger, options{})
 }
 
-// options are the tunables that tests shrink.
+// options are the tunables that tests change; zero values take the defaults.
 type options struct {
 	flushInterval time.Duration
+	probeInterval time.Duration
 	changesBuffer int
+	// clock dates the grace granted when writes work again.
+	clock registry.Clock
+	// writeHook, when set, runs inside every write transaction; an error
+	// from it fails the transaction as a full disk would.
+	writeHook func() error
+}
+
+func (o options) withDefaults() options {
+	if o.flushInterval <= 0 {
+		o.flushInterval = flushInterval
+	}
+	if o.probeInterval <= 0 {
+		o.probeInterval = probeInterval
+	}
+	if o.changesBuffer <= 0 {
+		o.changesBuffer = changesBuffer
+	}
+	if o.clock == nil {
+		o.clock = registry.SystemClock{}
+	}
+	return o
 }
 
 func open(dir string, logger *slog.Logger, opts options) (*Store, error) {
@@ -118,15 +159,19 @@ func open(dir string, logger *slog.Logger, opts options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open data file: %w", err)
 	}
+	opts = opts.withDefaults()
 	s := &Store{
-		db:       db,
-		path:     path,
-		logger:   logger.With("component", "store", "path", path),
-		changes:  make(chan registry.Event, opts.changesBuffer),
-		kick:     make(chan struct{}, 1),
-		stop:     make(chan struct{}),
-		services: make(map[string]*service),
-		nextDue:  math.MinInt64,
+		db:            db,
+		path:          path,
+		logger:        logger.With("component", "store", "path", path),
+		opts:          opts,
+		changes:       make(chan registry.Event, opts.changesBuffer),
+		kick:          make(chan struct{}, 1),
+		stop:          make(chan struct{}),
+		services:      make(map[string]*service),
+		nextDue:       math.MinInt64,
+		repair:        make(map[key]struct{}),
+		repairIndexes: make(map[string]struct{}),
 	}
 	if err := s.load(); err != nil {
 		_ = db.Close() // the load error is the one worth reporting
@@ -134,7 +179,7 @@ func open(dir string, logger *slog.Logger, opts options) (*Store, error) {
 	}
 	s.wg.Add(2)
 	go s.commitLoop()
-	go s.flushLoop(opts.flushInterval)
+	go s.flushLoop()
 	return s, nil
 }
 
@@ -287,20 +332,22 @@ func (s *Store) Register(ctx context.Context, in registry.Instance) (registry.Ev
 		s.mu.Unlock()
 		return registry.Event{}, err
 	}
-	svc := s.service(in.Service)
+	k := key{in.Service, in.ID}
 	typ := registry.EventRegistered
-	if old, ok := svc.instances[in.ID]; ok && old.expiresAt > unixNano(in.RegisteredAt) {
+	if old, ok := s.current(k); ok && old.expiresAt > unixNano(in.RegisteredAt) {
 		typ = registry.EventUpdated
 	}
-	svc.index++
-	svc.instances[in.ID] = e
+	index := s.nextIndex(in.Service)
+	ev := registry.Event{Type: typ, Service: in.Service, Instance: out, Index: index}
+	b := s.queue()
+	b.put(k, e, index, ev)
 	s.nextDue = min(s.nextDue, e.expiresAt)
-	ev := registry.Event{Type: typ, Service: in.Service, Instance: out, Index: svc.index}
-	b := s.enqueue(putInstance(in.Service, in.ID, e), putIndex(in.Service, svc.index))
-	s.emit(ev)
 	s.mu.Unlock()
 
-	return ev, b.wait()
+	if err := b.wait(); err != nil {
+		return registry.Event{}, err
+	}
+	return ev, nil
 }
 
 // checkInstance refuses what would break the key layout or expire at once.
@@ -322,6 +369,13 @@ func checkInstance(in registry.Instance) error {
 }
 
 // Heartbeat renews a deadline in memory; only a status change is written.
+//
+// A plain heartbeat renews every version of the instance that is alive:
+// the committed one, and the one in any batch not yet on disk (so that the
+// batch, once written, does not bring back an older deadline). When the
+// instance is committed, the heartbeat answers at once; when it exists only
+// in a batch not yet on disk (its registration has not been answered yet),
+// the heartbeat waits for that batch and fails with it.
 func (s *Store) Heartbeat(ctx context.Context, name, id string, status registry.Status, now time.Time) (registry.Event, error) {
 	if err := ctx.Err(); err != nil {
 		return registry.Event{}, err
@@ -330,6 +384,7 @@ func (s *Store) Heartbeat(ctx context.Context, name, id string, status registry.
 		return registry.Event{}, err
 	}
 	nowNano := now.UnixNano()
+	k := key{name, id}
 
 	s.mu.Lock()
 	if err := s.writable(); err != nil {
@@ -337,42 +392,97 @@ func (s *Store) Heartbeat(ctx context.Context, name, id string, status registry.
 		return registry.Event{}, err
 	}
 	svc := s.services[name]
-	var e entry
-	var ok bool
+	var ce entry // the committed version
+	var committed bool
 	if svc != nil {
-		e, ok = svc.instances[id]
+		ce, committed = svc.instances[id]
+	}
+	committed = committed && ce.expiresAt > nowNano
+	e, ok := ce, committed
+	if s.pendingChange(k) {
+		e, ok = s.current(k)
 	}
 	if !ok || e.expiresAt <= nowNano {
 		s.mu.Unlock()
 		return registry.Event{}, fmt.Errorf("heartbeat %s/%s: %w", name, id, registry.ErrNotFound)
 	}
-	e.lastHeartbeat = nowNano
-	e.expiresAt = now.Add(e.ttl()).UnixNano()
-	ev := registry.Event{Type: registry.EventHeartbeat, Service: name, Index: svc.index}
-	var b *batch
+
 	if status != "" && status != e.status {
+		e.lastHeartbeat = nowNano
+		e.expiresAt = now.Add(e.ttl()).UnixNano()
 		e.status = status
-		e.dirty = false // the record below carries the deadline too
-		svc.index++
-		ev.Type, ev.Index = registry.EventUpdated, svc.index
-		b = s.enqueue(putInstance(name, id, e), putIndex(name, svc.index))
-	} else {
-		e.dirty = true
-	}
-	svc.instances[id] = e
-	var err error
-	ev.Instance, err = e.instance(name, id)
-	if err != nil {
+		e.dirty = false // the record carries the deadline too
+		in, err := e.instance(name, id)
+		if err != nil {
+			s.mu.Unlock()
+			return registry.Event{}, fmt.Errorf("heartbeat %s/%s: %w", name, id, err)
+		}
+		index := s.nextIndex(name)
+		ev := registry.Event{Type: registry.EventUpdated, Service: name, Instance: in, Index: index}
+		b := s.queue()
+		b.put(k, e, index, ev)
 		s.mu.Unlock()
-		return registry.Event{}, fmt.Errorf("heartbeat %s/%s: %w", name, id, err)
+		if err := b.wait(); err != nil {
+			return registry.Event{}, err
+		}
+		return ev, nil
 	}
-	s.emit(ev)
+
+	var (
+		ev       registry.Event
+		newest   *batch // the newest batch holding the instance
+		newestEv registry.Event
+	)
+	if committed {
+		ce = renew(ce, now)
+		in, err := ce.instance(name, id)
+		if err != nil {
+			s.mu.Unlock()
+			return registry.Event{}, fmt.Errorf("heartbeat %s/%s: %w", name, id, err)
+		}
+		svc.instances[id] = ce
+		ev = registry.Event{Type: registry.EventHeartbeat, Service: name, Instance: in, Index: svc.index}
+		s.emit(ev)
+	}
+	for _, b := range [2]*batch{s.writing, s.pending} { // oldest first
+		if b == nil {
+			continue
+		}
+		c, ok := b.changes[k]
+		if !ok || c.deleted || c.e.expiresAt <= nowNano {
+			continue
+		}
+		c.e = renew(c.e, now)
+		in, err := c.e.instance(name, id)
+		if err != nil {
+			continue // cannot happen: the batch decoded it already
+		}
+		b.changes[k] = c
+		// Sent after the batch's own event for the instance, once on disk.
+		hb := registry.Event{Type: registry.EventHeartbeat, Service: name, Instance: in, Index: b.indexes[name]}
+		b.events = append(b.events, hb)
+		newest, newestEv = b, hb
+	}
 	s.mu.Unlock()
 
-	if b != nil {
-		return ev, b.wait()
+	if committed {
+		return ev, nil
 	}
-	return ev, nil
+	if newest == nil { // cannot happen: current found it alive in a batch
+		return registry.Event{}, fmt.Errorf("heartbeat %s/%s: %w", name, id, registry.ErrNotFound)
+	}
+	if err := newest.wait(); err != nil {
+		return registry.Event{}, err
+	}
+	return newestEv, nil
+}
+
+// renew moves e's deadline to now + its TTL, for the lazy flush to write.
+func renew(e entry, now time.Time) entry {
+	e.lastHeartbeat = now.UnixNano()
+	e.expiresAt = now.Add(e.ttl()).UnixNano()
+	e.dirty = true
+	return e
 }
 
 // Deregister removes an instance.
@@ -380,17 +490,13 @@ func (s *Store) Deregister(ctx context.Context, name, id string) (registry.Event
 	if err := ctx.Err(); err != nil {
 		return registry.Event{}, err
 	}
+	k := key{name, id}
 	s.mu.Lock()
 	if err := s.writable(); err != nil {
 		s.mu.Unlock()
 		return registry.Event{}, err
 	}
-	svc := s.services[name]
-	var e entry
-	var ok bool
-	if svc != nil {
-		e, ok = svc.instances[id]
-	}
+	e, ok := s.current(k)
 	if !ok {
 		s.mu.Unlock()
 		return registry.Event{}, fmt.Errorf("deregister %s/%s: %w", name, id, registry.ErrNotFound)
@@ -400,14 +506,16 @@ func (s *Store) Deregister(ctx context.Context, name, id string) (registry.Event
 		s.mu.Unlock()
 		return registry.Event{}, fmt.Errorf("deregister %s/%s: %w", name, id, err)
 	}
-	delete(svc.instances, id)
-	svc.index++
-	ev := registry.Event{Type: registry.EventDeregistered, Service: name, Instance: in, Index: svc.index}
-	b := s.enqueue(deleteInstance(name, id), putIndex(name, svc.index))
-	s.emit(ev)
+	index := s.nextIndex(name)
+	ev := registry.Event{Type: registry.EventDeregistered, Service: name, Instance: in, Index: index}
+	b := s.queue()
+	b.remove(k, index, ev)
 	s.mu.Unlock()
 
-	return ev, b.wait()
+	if err := b.wait(); err != nil {
+		return registry.Event{}, err
+	}
+	return ev, nil
 }
 
 // ExpireDue removes every instance whose deadline is not after now.
@@ -426,38 +534,62 @@ func (s *Store) ExpireDue(ctx context.Context, now time.Time) ([]registry.Event,
 		s.mu.Unlock()
 		return nil, nil
 	}
-	var events []registry.Event
-	var ops []op
 	next := int64(math.MaxInt64)
+	var due []key
+	look := func(k key, e entry) {
+		if e.expiresAt > nowNano {
+			next = min(next, e.expiresAt)
+		} else {
+			due = append(due, k)
+		}
+	}
+	// Every instance in its newest state: committed ones that no pending
+	// batch touches, then what the batches hold.
 	for name, svc := range s.services {
 		for id, e := range svc.instances {
-			if e.expiresAt > nowNano {
-				next = min(next, e.expiresAt)
+			if k := (key{name, id}); !s.pendingChange(k) {
+				look(k, e)
+			}
+		}
+	}
+	for i, b := range s.overlays() {
+		if b == nil {
+			continue
+		}
+		for k, c := range b.changes {
+			if c.deleted {
 				continue
 			}
-			in, err := e.instance(name, id)
-			if err != nil {
-				// Memory holds only what encodeStatic or parseEntry built,
-				// so this cannot happen; expire it all the same.
-				s.logger.Error("instance record unreadable", "service", name, "id", id, "err", err)
-				in = registry.Instance{Service: name, ID: id}
+			if i == 1 && s.pending != nil { // writing: the newer pending batch may override it
+				if _, ok := s.pending.changes[k]; ok {
+					continue
+				}
 			}
-			// One service's events are appended in index order, as
-			// Changes promises; map order only interleaves services.
-			delete(svc.instances, id)
-			svc.index++
-			events = append(events, registry.Event{Type: registry.EventExpired, Service: name, Instance: in, Index: svc.index})
-			ops = append(ops, deleteInstance(name, id), putIndex(name, svc.index))
+			look(k, c.e)
 		}
 	}
 	s.nextDue = next
-	if len(events) == 0 {
+	if len(due) == 0 {
 		s.mu.Unlock()
 		return nil, nil
 	}
-	b := s.enqueue(ops...)
-	for _, ev := range events {
-		s.emit(ev)
+	events := make([]registry.Event, 0, len(due))
+	b := s.queue()
+	for _, k := range due {
+		e, _ := s.current(k)
+		in, err := e.instance(k.service, k.id)
+		if err != nil {
+			// Memory holds only what encodeStatic or parseEntry built,
+			// so this cannot happen; expire it all the same.
+			s.logger.Error("instance record unreadable", "service", k.service, "id", k.id, "err", err)
+			in = registry.Instance{Service: k.service, ID: k.id}
+		}
+		// One service's events are queued in index order, as Changes
+		// promises; map order only interleaves services.
+		index := s.nextIndex(k.service)
+		ev := registry.Event{Type: registry.EventExpired, Service: k.service, Instance: in, Index: index}
+		b.remove(k, index, ev)
+		events = append(events, ev)
 	}
 	s.mu.Unlock()
 
@@ -478,16 +610,41 @@ func (s *Store) GrantGrace(ctx context.Context, now time.Time) error {
 	if err := s.writable(); err != nil {
 		return err
 	}
+	s.grantGrace(now)
+	return nil
+}
+
+// grantGrace moves deadlines, committed and pending, to at least now + TTL.
+// Callers hold mu.
+func (s *Store) grantGrace(now time.Time) {
+	grace := func(e entry) (entry, bool) {
+		if deadline := now.Add(e.ttl()).UnixNano(); e.expiresAt < deadline {
+			e.expiresAt = deadline
+			e.dirty = true
+			return e, true
+		}
+		return e, false
+	}
 	for _, svc := range s.services {
 		for id, e := range svc.instances {
-			if deadline := now.Add(e.ttl()).UnixNano(); e.expiresAt < deadline {
-				e.expiresAt = deadline
-				e.dirty = true
+			if e, moved := grace(e); moved {
 				svc.instances[id] = e
 			}
 		}
 	}
-	return nil
+	for _, b := range s.overlays() {
+		if b == nil {
+			continue
+		}
+		for k, c := range b.changes {
+			if c.deleted {
+				continue
+			}
+			if e, moved := grace(c.e); moved {
+				b.changes[k] = change{e: e}
+			}
+		}
+	}
 }
 
 // Snapshot returns every service with its index and instances, sorted by id.
@@ -537,7 +694,8 @@ func (s *Store) Snapshot(ctx context.Context) (registry.Snapshot, error) {
 // Changes is the feed of events. It is closed by Close.
 func (s *Store) Changes() <-chan registry.Event { return s.changes }
 
-// Ping reports ErrUnavailable once the store is closed or a write failed.
+// Ping reports ErrUnavailable once the store is closed, and while writes
+// fail (until the probe finds the disk writable again).
 func (s *Store) Ping(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -559,19 +717,24 @@ func (s *Store) Close() error {
 	close(s.stop)
 	var last *batch
 	if s.failed == nil {
-		last = s.enqueueDirty()
+		last = s.queueDirty()
 	}
 	close(s.kick) // the committer writes what is pending, then returns
-	close(s.changes)
 	s.mu.Unlock()
 
-	s.wg.Wait()
+	s.wg.Wait() // the committer sends the events of the last batches
 	var err error
 	if last != nil {
 		err = last.wait()
 	}
-	if cerr := s.db.Close(); cerr != nil {
-		err = errors.Join(err, fmt.Errorf("close data file: %w", cerr))
+	s.mu.Lock()
+	close(s.changes)
+	db := s.db
+	s.mu.Unlock()
+	if db != nil {
+		if cerr := db.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("close data file: %w", cerr))
+		}
 	}
 	return err
 }
@@ -582,7 +745,7 @@ func (s *Store) writable() error {
 		return errClosed
 	}
 	if s.failed != nil {
-		return fmt.Errorf("an earlier write failed (%w): %w", s.failed, registry.ErrUnavailable)
+		return fmt.Errorf("writes are refused until the disk takes them again (%w): %w", s.failed, registry.ErrUnavailable)
 	}
 	return nil
 }
@@ -598,18 +761,27 @@ func (s *Store) service(name string) *service {
 }
 
 // emit hands ev to the Changes reader without ever blocking. Callers hold
-// mu, so events leave in the order their indexes were given.
+// mu, so events leave in the order their batches committed, which is the
+// order their indexes were given.
 func (s *Store) emit(ev registry.Event) {
 	if s.lostEvents {
-		select {
-		case s.changes <- registry.Event{Type: registry.EventResync}:
-			s.lostEvents = false
-		default:
+		if s.resync(); s.lostEvents {
 			return // still full; ev is lost too, the resync covers it
 		}
 	}
 	select {
 	case s.changes <- ev:
+	default:
+		s.lostEvents = true
+	}
+}
+
+// resync tells the Changes reader to reload a snapshot, or notes that it is
+// owed that when the feed is full. Callers hold mu.
+func (s *Store) resync() {
+	select {
+	case s.changes <- registry.Event{Type: registry.EventResync}:
+		s.lostEvents = false
 	default:
 		s.lostEvents = true
 	}
