@@ -77,7 +77,8 @@ func newClientCmds(a *app) []*cobra.Command {
 }
 
 // withClient wraps a command body: it builds the client and prefixes any
-// error with the command's name ("register: port: …").
+// error with the command's name ("register: port: …"). The error's text is
+// made printable, since it may quote the server.
 func withClient(a *app, flags *clientFlags, body func(ctx context.Context, c *clientCmd, args []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		c, err := flags.connect(a)
@@ -90,11 +91,11 @@ func withClient(a *app, flags *clientFlags, body func(ctx context.Context, c *cl
 		var exit *exitError
 		if errors.As(err, &exit) {
 			if exit.err != nil {
-				exit.err = fmt.Errorf("%s: %w", cmd.Name(), exit.err)
+				exit.err = printableError{fmt.Errorf("%s: %w", cmd.Name(), exit.err)}
 			}
 			return exit
 		}
-		return fmt.Errorf("%s: %w", cmd.Name(), err)
+		return printableError{fmt.Errorf("%s: %w", cmd.Name(), err)}
 	}
 }
 
@@ -127,7 +128,9 @@ func completeServices(a *app, flags *clientFlags) cobra.CompletionFunc {
 		}
 		names := make([]cobra.Completion, 0, len(catalog.Services))
 		for _, s := range catalog.Services {
-			names = append(names, s.Name)
+			if registry.ValidateName("service", s.Name) == nil { // the shell reads these lines
+				names = append(names, s.Name)
+			}
 		}
 		return names, cobra.ShellCompDirectiveNoFileComp
 	}
@@ -197,20 +200,20 @@ func (c *clientCmd) keepAlive(ctx context.Context, service string, reg registry.
 				first = false
 				_ = c.printRegistered(r)
 				fmt.Fprintf(c.errOut, "saga: keeping %s/%s alive, a heartbeat every %s; interrupt to deregister\n",
-					service, r.Instance.ID, r.HeartbeatInterval)
+					printable(service), printable(r.Instance.ID), r.HeartbeatInterval)
 				return
 			}
-			fmt.Fprintf(c.errOut, "saga: the server had forgotten %s/%s; registered it again\n", service, r.Instance.ID)
+			fmt.Fprintf(c.errOut, "saga: the server had forgotten %s/%s; registered it again\n", printable(service), printable(r.Instance.ID))
 		},
 		OnError: func(err error) {
-			fmt.Fprintf(c.errOut, "saga: register: %s; retrying\n", oneLine(err.Error()))
+			fmt.Fprintf(c.errOut, "saga: register: %s; retrying\n", printableError{err})
 		},
 	})
 	if err != nil {
 		return err
 	}
 	if !first {
-		fmt.Fprintf(c.errOut, "saga: deregistered %s/%s\n", service, reg.ID)
+		fmt.Fprintf(c.errOut, "saga: deregistered %s/%s\n", printable(service), printable(reg.ID))
 	}
 	return nil
 }
@@ -251,7 +254,7 @@ func newDeregisterCmd(a *app) *cobra.Command {
 		if c.json {
 			return writeJSON(c.out, map[string]any{"service": args[0], "id": args[1], "deregistered": true})
 		}
-		_, err := fmt.Fprintf(c.out, "deregistered %s/%s\n", args[0], args[1])
+		_, err := fmt.Fprintf(c.out, "deregistered %s/%s\n", printable(args[0]), printable(args[1]))
 		return err
 	})
 	cmd.ValidArgsFunction = completeServices(a, &flags)
@@ -403,7 +406,7 @@ func (c *clientCmd) printWatched(result client.ServiceInstances, first bool) err
 	if !first {
 		fmt.Fprintln(c.out)
 	}
-	fmt.Fprintf(c.out, "# %s, index %d, %s\n", result.Service, result.Index, formatTime(time.Now()))
+	fmt.Fprintf(c.out, "# %s, index %d, %s\n", printable(result.Service), result.Index, formatTime(time.Now()))
 	return writeInstances(c.out, result.Instances)
 }
 
@@ -429,7 +432,7 @@ func newWatchCmd(a *app) *cobra.Command {
 		if len(args) > 0 {
 			which = strings.Join(args, ", ")
 		}
-		fmt.Fprintf(c.errOut, "saga: following the events of %s; interrupt to stop\n", which)
+		fmt.Fprintf(c.errOut, "saga: following the events of %s; interrupt to stop\n", printable(which))
 		for ev, err := range stream.All() {
 			if err != nil {
 				return err
@@ -453,7 +456,7 @@ func (c *clientCmd) printEvent(ev registry.Event) error {
 	}
 	in := ev.Instance
 	_, err := fmt.Fprintf(c.out, "%s %s/%s %s %s index=%d\n",
-		ev.Type, ev.Service, in.ID, hostPort(in), in.Status, ev.Index)
+		printable(string(ev.Type)), printable(ev.Service), printable(in.ID), printable(hostPort(in)), printable(string(in.Status)), ev.Index)
 	return err
 }
 

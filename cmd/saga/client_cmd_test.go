@@ -6,11 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/sagaproject/saga/pkg/client"
 	"github.com/sagaproject/saga/pkg/client/clienttest"
@@ -385,5 +389,120 @@ func TestServiceNamesComplete(t *testing.T) {
 	// The instance id after the service is not a service name.
 	if out := cli.mustRun("__complete", "deregister", "web", ""); strings.Contains(out, "web\n") {
 		t.Errorf("completing deregister's ID offered services:\n%s", out)
+	}
+}
+
+// hasTerminalControl reports whether s holds a byte that a terminal obeys
+// (C0 but for the newlines that end lines, DEL, or a C1 control) or bytes
+// that are not UTF-8.
+func hasTerminalControl(s string) bool {
+	return !utf8.ValidString(s) || strings.ContainsFunc(s, func(r rune) bool { return r != '\n' && unicode.IsControl(r) })
+}
+
+// The server refuses control characters in tags and metadata now, but an
+// instance stored by an earlier release, or a server of another version,
+// can still hold them: whatever the CLI prints of it in a table is escaped.
+func TestLookupTableEscapesServerStrings(t *testing.T) {
+	srv := clienttest.Start(t, clienttest.Options{})
+	api, err := client.New(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli := &clientCLI{t: t, addr: srv.URL, api: api}
+
+	fakeRow := "\x1b[2J\nweb      evil   6.6.6.6"
+	reg := registry.Registration{
+		ID: "a", Address: "10.0.0.5", Port: 80,
+		Tags:     []string{"ok", fakeRow},
+		Metadata: map[string]string{"zone": "eu\x1b]0;owned\x07", "note": "a\tb\u202ec"},
+	}
+	// Through the API, such a registration is refused, naming the tag.
+	var apiErr *client.Error
+	if _, err := api.Register(t.Context(), "web", reg); !errors.As(err, &apiErr) || apiErr.Field != "tags[1]" {
+		t.Fatalf("API register of a tag with ESC and a newline = %v, want a 400 naming tags[1]", err)
+	}
+	// So it is written to the store directly, as an earlier release could have.
+	ev, err := srv.Store.Register(t.Context(), registry.NewInstance("web", reg, time.Now(), time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.View.Apply(ev)
+
+	out := cli.mustRun("lookup", "web")
+	if hasTerminalControl(out) {
+		t.Errorf("lookup printed raw control characters:\n%q", out)
+	}
+	if lines := strings.Count(out, "\n"); lines != 2 {
+		t.Errorf("lookup printed %d lines, want a header and one row:\n%s", lines, out)
+	}
+	for _, want := range []string{`ok,\x1b[2J\nweb      evil   6.6.6.6`, `note=a\tb\u202ec,zone=eu\x1b]0;owned\a`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("lookup output lacks %s:\n%s", want, out)
+		}
+	}
+
+	// -o json is escaped by JSON itself and keeps the exact text.
+	var res client.ServiceInstances
+	if err := json.Unmarshal([]byte(cli.mustRun("lookup", "web", "-o", "json")), &res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Instances) != 1 || res.Instances[0].Tags[1] != fakeRow {
+		t.Errorf("lookup -o json = %+v, want the tag as stored", res.Instances)
+	}
+
+	// The watching forms escape too.
+	watchOut, errOut, stop := cli.start("lookup", "web", "--watch")
+	watchOut.waitFor(t, "6.6.6.6")
+	events, evErr, stopEvents := cli.start("watch", "web")
+	evErr.waitFor(t, "saga: following the events of web")
+	ev2, err := srv.Store.Register(t.Context(), registry.NewInstance("web", registry.Registration{ID: "b", Address: "10.0.0.6\x1b[31m", Port: 80, Tags: []string{"\u009b2J"}}, time.Now(), time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.View.Apply(ev2)
+	events.waitFor(t, `registered web/b 10.0.0.6\x1b[31m:80 passing`)
+	watchOut.waitFor(t, `\u009b2J`)
+	if code := stopEvents(); code != 0 {
+		t.Fatalf("watch exited %d: %s", code, evErr.String())
+	}
+	if code := stop(); code != 0 {
+		t.Fatalf("lookup --watch exited %d: %s", code, errOut.String())
+	}
+	for name, printed := range map[string]string{"lookup --watch": watchOut.String(), "watch": events.String()} {
+		if hasTerminalControl(printed) {
+			t.Errorf("%s printed raw control characters:\n%q", name, printed)
+		}
+	}
+}
+
+// An error message comes from the server, or from a proxy in front of it;
+// a hostile or broken one must not reach the terminal raw either.
+func TestClientErrorsFromTheServerAreEscaped(t *testing.T) {
+	tests := []struct {
+		name, contentType, body string
+		status                  int
+		want                    string // after "saga: COMMAND: "
+	}{
+		{"API error", "application/json", `{"error":{"code":"invalid_argument","message":"bad\u001b[2J\u0007 thing\u202e","field":"ta\u001bg"}}`,
+			http.StatusBadRequest, `ta\x1bg: bad\x1b[2J\a thing\u202e (invalid_argument)`},
+		{"proxy page", "text/plain", "bad\x1b[2J\r\ngate\xffway\x9b", http.StatusBadGateway, `bad\x1b[2J gate\xffway\x9b (internal)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", tt.contentType)
+				w.WriteHeader(tt.status)
+				_, _ = w.Write([]byte(tt.body))
+			}))
+			t.Cleanup(srv.Close)
+			cli := &clientCLI{t: t, addr: srv.URL}
+			for _, args := range [][]string{{"lookup", "web"}, {"services"}, {"health", "web"}, {"register", "web", "--address", "10.0.0.5", "--port", "80"}} {
+				out, errOut, code := cli.run(args...)
+				want := "saga: " + args[0] + ": " + tt.want + "\n"
+				if code != 1 || out != "" || errOut != want {
+					t.Errorf("saga %v = exit %d, %q, %q; want 1 and %q", args, code, out, errOut, want)
+				}
+			}
+		})
 	}
 }

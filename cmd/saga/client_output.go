@@ -28,13 +28,22 @@ func writeJSONLine(w io.Writer, v any) error {
 }
 
 // writeTable prints rows aligned in columns under header (none when nil).
+// Every cell goes through printable: a tab or a newline in a cell would
+// break the table, an escape sequence would drive the terminal.
 func writeTable(w io.Writer, header []string, rows [][]string) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	line := func(cells []string) {
+		safe := make([]string, len(cells))
+		for i, c := range cells {
+			safe[i] = printable(c)
+		}
+		fmt.Fprintln(tw, strings.Join(safe, "\t"))
+	}
 	if header != nil {
-		fmt.Fprintln(tw, strings.Join(header, "\t"))
+		line(header)
 	}
 	for _, row := range rows {
-		fmt.Fprintln(tw, strings.Join(row, "\t"))
+		line(row)
 	}
 	return tw.Flush()
 }

@@ -1,30 +1,67 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/sagaproject/saga/pkg/registry"
 )
 
 // decodeBody decodes the request body, one JSON object of at most
-// MaxBodyBytes, into dst strictly: unknown fields, values of the wrong type
-// and anything after the object are errors naming the field. An empty body
-// is an error unless optional.
+// MaxBodyBytes, into dst strictly: unknown fields, values of the wrong type,
+// anything after the object and text that is not UTF-8 are errors naming
+// the field. An empty body is an error unless optional.
 func decodeBody(w http.ResponseWriter, r *http.Request, dst any, optional bool) error {
 	if r.ContentLength > MaxBodyBytes {
 		// Refuse a declared oversize body before reading any of it, so the
 		// answer is 413 whatever the body holds.
 		return &http.MaxBytesError{Limit: MaxBodyBytes}
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
-	dec := json.NewDecoder(r.Body)
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		return decodeError(err)
+	}
+	if err := decodeJSON(body, dst, optional); err != nil {
+		return err
+	}
+	// encoding/json turns bytes that are not UTF-8 into U+FFFD without a
+	// word; storing that would silently change what the client sent.
+	if !utf8.Valid(body) {
+		return &registry.FieldError{Field: invalidUTF8Field(body), Message: "is not valid UTF-8"}
+	}
+	return nil
+}
+
+// invalidUTF8Field names the top-level field of a JSON object whose value
+// holds bytes that are not UTF-8: the first such name in sorted order, or
+// "body" when none can be told. (Names need no look: by now every name is
+// a known field.)
+func invalidUTF8Field(body []byte) string {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil {
+		return "body"
+	}
+	for _, name := range slices.Sorted(maps.Keys(fields)) {
+		if !utf8.Valid(fields[name]) {
+			return name
+		}
+	}
+	return "body"
+}
+
+// decodeJSON decodes body, one JSON object, into dst; see decodeBody.
+func decodeJSON(body []byte, dst any, optional bool) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
 		if errors.Is(err, io.EOF) {

@@ -3,11 +3,14 @@ package httpapi
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 
@@ -17,6 +20,9 @@ import (
 
 // indexHeader carries the index of what a read answered, on every read.
 const indexHeader = "X-Saga-Index"
+
+// staleHeader marks a read served from memory while the store is away.
+const staleHeader = "X-Saga-Stale"
 
 // getInstance handles GET /api/v1/services/{service}/instances/{id}.
 func (a *API) getInstance(w http.ResponseWriter, r *http.Request) error {
@@ -28,7 +34,7 @@ func (a *API) getInstance(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return instanceNotFound(service, id, "")
 	}
-	setIndex(w, a.view.ServiceIndex(service))
+	a.setIndex(w, a.view.ServiceIndex(service))
 	writeJSON(w, http.StatusOK, in)
 	return nil
 }
@@ -59,7 +65,7 @@ func (a *API) lookup(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	body, index := a.view.LookupJSON(service, q)
-	setIndex(w, index)
+	a.setIndex(w, index)
 	writeBody(w, http.StatusOK, body)
 	return nil
 }
@@ -70,7 +76,7 @@ func (a *API) catalog(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return &registry.FieldError{Field: "query", Message: "malformed query string"}
 	}
-	block, err := parseBlocking(params)
+	block, err := parseCatalogQuery(params)
 	if err != nil {
 		return err
 	}
@@ -82,7 +88,7 @@ func (a *API) catalog(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	body, index := a.view.CatalogJSON()
-	setIndex(w, index)
+	a.setIndex(w, index)
 	writeBody(w, http.StatusOK, body)
 	return nil
 }
@@ -105,18 +111,61 @@ func (a *API) serviceHealth(w http.ResponseWriter, r *http.Request) error {
 	if counts.Passing == 0 {
 		status = http.StatusServiceUnavailable
 	}
-	setIndex(w, index)
+	a.setIndex(w, index)
 	writeJSON(w, status, serviceHealthAnswer{Service: service, Counts: counts})
 	return nil
 }
 
-func setIndex(w http.ResponseWriter, index uint64) {
+// setIndex sets the headers of every read: the index it answered, and
+// X-Saga-Stale while the store does not answer and the view serves what it
+// last knew (SPEC §2, degraded mode).
+func (a *API) setIndex(w http.ResponseWriter, index uint64) {
 	w.Header().Set(indexHeader, strconv.FormatUint(index, 10))
+	if a.view.Stale() {
+		w.Header().Set(staleHeader, "true")
+	}
 }
 
-// parseFilters reads a lookup's tag=, meta=key:value and status= filters.
+// checkQueryText refuses a query whose names or values are not UTF-8,
+// naming the parameter, as a malformed query (?tag=%zz) is refused:
+// whatever a read ignores, it does not take bytes that are not text.
+func checkQueryText(params url.Values) error {
+	for _, name := range slices.Sorted(maps.Keys(params)) {
+		if !utf8.ValidString(name) {
+			return &registry.FieldError{Field: "query", Message: fmt.Sprintf("parameter name %q is not valid UTF-8", name)}
+		}
+		for _, v := range params[name] {
+			if !utf8.ValidString(v) {
+				return &registry.FieldError{Field: name, Message: fmt.Sprintf("%q is not valid UTF-8", v)}
+			}
+		}
+	}
+	return nil
+}
+
+// parseCatalogQuery reads the catalogue's query: index and wait. A
+// lookup's filters are refused rather than ignored, since the catalogue
+// would answer as if they held; other unknown parameters are ignored, as
+// a lookup ignores them.
+func parseCatalogQuery(params url.Values) (blocking, error) {
+	if err := checkQueryText(params); err != nil {
+		return blocking{}, err
+	}
+	for _, name := range []string{"tag", "meta", "status"} {
+		if params.Has(name) {
+			return blocking{}, &registry.FieldError{Field: name, Message: "not supported on the catalogue; it filters a lookup of one service (GET /api/v1/services/{service})"}
+		}
+	}
+	return parseBlocking(params)
+}
+
+// parseFilters reads a lookup's tag=, meta=key:value and status= filters,
+// after checking that the whole query is text.
 func parseFilters(params url.Values) (view.Query, error) {
 	var q view.Query
+	if err := checkQueryText(params); err != nil {
+		return q, err
+	}
 	for _, tag := range params["tag"] {
 		if tag == "" {
 			return q, &registry.FieldError{Field: "tag", Message: "must not be empty"}

@@ -358,3 +358,73 @@ func TestStoreFailuresMapToStatuses(t *testing.T) {
 		t.Fatal("a failed write reached the view")
 	}
 }
+
+// Query parameters that are not UTF-8 are refused naming the parameter,
+// on a lookup and on the catalogue alike.
+func TestInvalidUTF8InTheQueryIsRefused(t *testing.T) {
+	h := newHarness(t)
+	seed(t, h)
+	tests := []struct{ target, field string }{
+		{"/api/v1/services/web?tag=v%FF", "tag"},
+		{"/api/v1/services/web?tag=v1&tag=%C3", "tag"},
+		{"/api/v1/services/web?meta=zone:%FF", "meta"},
+		{"/api/v1/services/web?meta=z%FFne:a", "meta"},
+		{"/api/v1/services/web?status=any%FF", "status"},
+		{"/api/v1/services/web?index=1%FF&wait=1s", "index"},
+		{"/api/v1/services/web?wait=%FF", "wait"},
+		{"/api/v1/services/web?other=%FF", "other"}, // ignored, but not if it is not text
+		{"/api/v1/services/web?%FF=1", "query"},
+		{"/api/v1/services?index=%ED%A0%80", "index"},
+		{"/api/v1/services?other=%FF", "other"},
+		{"/api/v1/services?%FF", "query"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.target, func(t *testing.T) {
+			wantError(t, h.do(t, http.MethodGet, tt.target, ""), 400, "invalid_argument", tt.field)
+		})
+	}
+}
+
+// The catalogue takes index and wait. A lookup's filters are refused, not
+// ignored: the catalogue would answer as if they held. Unknown parameters
+// are ignored, as a lookup ignores them.
+func TestCatalogueQueryParameters(t *testing.T) {
+	h := newHarness(t)
+	seed(t, h)
+	want := h.do(t, http.MethodGet, "/api/v1/services", "").Body.String()
+	for _, tt := range []struct{ target, field string }{
+		{"/api/v1/services?status=bogus", "status"},
+		{"/api/v1/services?status=passing", "status"},
+		{"/api/v1/services?status=", "status"},
+		{"/api/v1/services?tag=", "tag"},
+		{"/api/v1/services?tag=v1", "tag"},
+		{"/api/v1/services?meta=zone:a", "meta"},
+		{"/api/v1/services?meta=zone", "meta"},
+		{"/api/v1/services?index=x", "index"},
+		{"/api/v1/services?index=1&wait=0", "wait"},
+		{"/api/v1/services?wait=soon", "wait"},
+		{"/api/v1/services?tag=%zz", "query"},
+	} {
+		t.Run(tt.target, func(t *testing.T) {
+			rec := h.do(t, http.MethodGet, tt.target, "")
+			wantError(t, rec, 400, "invalid_argument", tt.field)
+			if tt.field == "status" || tt.field == "tag" || tt.field == "meta" {
+				var e apiError
+				decode(t, rec, &e)
+				if !strings.Contains(e.Error.Message, "not supported on the catalogue") {
+					t.Errorf("message %q does not say the catalogue has no such filter", e.Error.Message)
+				}
+			}
+		})
+	}
+	for _, target := range []string{"/api/v1/services?other=1", "/api/v1/services?_=1700000000", "/api/v1/services?wait=30s", "/api/v1/services?index=0&wait=1s"} {
+		rec := h.do(t, http.MethodGet, target, "")
+		if rec.Code != http.StatusOK || rec.Body.String() != want {
+			t.Errorf("%s: %d %s, want 200 and the catalogue", target, rec.Code, rec.Body)
+		}
+	}
+	// The lookup also ignores parameters it does not know.
+	if rec := h.do(t, http.MethodGet, "/api/v1/services/web?other=1", ""); rec.Code != http.StatusOK {
+		t.Errorf("lookup with an unknown parameter: %d %s", rec.Code, rec.Body)
+	}
+}

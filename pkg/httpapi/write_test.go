@@ -207,3 +207,140 @@ func TestWritesAnswerUnavailableWhenTheStoreIsGone(t *testing.T) {
 		t.Fatalf("read while the store is gone: %d", rec.Code)
 	}
 }
+
+// state is what a client could see of the registry: the catalogue and
+// every live instance of web and db, as the API answers them.
+func (h *harness) state(t *testing.T) string {
+	t.Helper()
+	var b strings.Builder
+	for _, target := range []string{"/api/v1/services", "/api/v1/services/web?status=any", "/api/v1/services/db?status=any"} {
+		rec := h.do(t, http.MethodGet, target, "")
+		if rec.Code != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", target, rec.Code, rec.Body)
+		}
+		b.WriteString(rec.Body.String())
+	}
+	return b.String()
+}
+
+// Strict input (issue 8): text that is not UTF-8, a malformed IPv4
+// address, a metadata key a lookup cannot match and control characters
+// are refused with a 400 naming the field, and change nothing.
+func TestStrictInputIsRefusedNamingTheFieldAndChangesNothing(t *testing.T) {
+	tests := []struct {
+		name, body, field string
+	}{
+		// encoding/json would store U+FFFD in place of these bytes.
+		{"invalid UTF-8 in id", "{\"id\":\"a\xff\",\"address\":\"10.0.0.1\",\"port\":80}", "id"},
+		{"invalid UTF-8 in address", "{\"address\":\"db\xff.example.com\",\"port\":80}", "address"},
+		{"invalid UTF-8 in a tag", "{\"address\":\"10.0.0.1\",\"port\":80,\"tags\":[\"ok\",\"v\xc3\"]}", "tags"},
+		{"invalid UTF-8 in a metadata value", "{\"address\":\"10.0.0.1\",\"port\":80,\"metadata\":{\"zone\":\"\xe2\x82\"}}", "metadata"},
+		{"invalid UTF-8 in a metadata key", "{\"address\":\"10.0.0.1\",\"port\":80,\"metadata\":{\"z\xffne\":\"a\"}}", "metadata"},
+		{"invalid UTF-8 in an overlong encoding", "{\"address\":\"10.0.0.1\",\"port\":80,\"tags\":[\"\xc0\xaf\"]}", "tags"},
+		{"invalid UTF-8 in a surrogate", "{\"address\":\"10.0.0.1\",\"port\":80,\"tags\":[\"\xed\xa0\x80\"]}", "tags"},
+		{"invalid UTF-8 in two fields", "{\"address\":\"a\xff\",\"port\":80,\"tags\":[\"\xff\"]}", "address"},
+
+		// Malformed IPv4 addresses are not host names.
+		{"address 999.1.1.1", `{"address":"999.1.1.1","port":80}`, "address"},
+		{"address 1.2.3", `{"address":"1.2.3","port":80}`, "address"},
+		{"address 0x7f.0.0.1", `{"address":"0x7f.0.0.1","port":80}`, "address"},
+		{"address 1.2.3.4.5", `{"address":"1.2.3.4.5","port":80}`, "address"},
+		{"address 01.2.3.4", `{"address":"01.2.3.4","port":80}`, "address"},
+		{"address 0177.0.0.1", `{"address":"0177.0.0.1","port":80}`, "address"},
+		{"address 2130706433", `{"address":"2130706433","port":80}`, "address"},
+		{"address zone with an escape", `{"address":"fe80::1%\u001b[2J","port":80}`, "address"},
+
+		{"metadata key with a colon", `{"address":"10.0.0.1","port":80,"metadata":{"zone:eu":"a"}}`, "metadata"},
+		{"metadata key with a space", `{"address":"10.0.0.1","port":80,"metadata":{"my zone":"a"}}`, "metadata"},
+		{"metadata key not ASCII", `{"address":"10.0.0.1","port":80,"metadata":{"zöne":"a"}}`, "metadata"},
+		{"metadata value with an escape", `{"address":"10.0.0.1","port":80,"metadata":{"zone":"\u001b[31ma"}}`, "metadata.zone"},
+		{"metadata value with a newline", `{"address":"10.0.0.1","port":80,"metadata":{"zone":"a\nb"}}`, "metadata.zone"},
+		{"metadata value with a C1 control", `{"address":"10.0.0.1","port":80,"metadata":{"zone":"\u009b2J"}}`, "metadata.zone"},
+		{"tag with an escape", `{"address":"10.0.0.1","port":80,"tags":["ok","\u001b[2J"]}`, "tags[1]"},
+		{"tag with a newline", `{"address":"10.0.0.1","port":80,"tags":["a\nweb  fake  row"]}`, "tags[0]"},
+		{"tag with DEL", `{"address":"10.0.0.1","port":80,"tags":["a\u007f"]}`, "tags[0]"},
+	}
+	h := newHarness(t)
+	h.register(t, "web", `{"id":"a","address":"10.0.0.1","port":80,"tags":["v1"],"metadata":{"zone":"a"}}`)
+	before, snap := h.state(t), h.snapshot(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, id := range []string{"", `"id":"a",`} { // a new instance, and a replacement of a
+				body := tt.body
+				if id != "" && !strings.Contains(body, `"id"`) {
+					body = "{" + id + strings.TrimPrefix(body, "{")
+				}
+				rec := h.do(t, http.MethodPost, "/api/v1/services/web/instances", body)
+				wantError(t, rec, http.StatusBadRequest, "invalid_argument", tt.field)
+			}
+		})
+	}
+	if after := h.state(t); after != before {
+		t.Fatalf("refused input changed what a lookup shows:\nbefore %s\nafter  %s", before, after)
+	}
+	if after := h.snapshot(t); !reflect.DeepEqual(snap, after) {
+		t.Fatalf("refused input changed the store: %+v", after)
+	}
+}
+
+func TestStrictInputAcceptsWhatTheRulesAllow(t *testing.T) {
+	h := newHarness(t)
+	for _, body := range []string{
+		`{"address":"1.2.3.example","port":80}`,
+		`{"address":"3com.com","port":80}`,
+		`{"address":"fe80::1%eth0","port":80}`,
+		`{"address":"10.0.0.1","port":80,"tags":["a b","ünï","k=v:w"],"metadata":{"example.com/team_a-1.x":"free text: ünï, {\"a\":1}"}}`,
+		"{\"address\":\"10.0.0.1\",\"port\":80,\"tags\":[\"caf\xc3\xa9\"]}", // raw UTF-8
+	} {
+		h.register(t, "web", body)
+	}
+	rec := h.do(t, http.MethodGet, "/api/v1/services/web?meta=example.com/team_a-1.x:free%20text:%20%C3%BCn%C3%AF,%20%7B%22a%22:1%7D&tag=caf%C3%A9", "")
+	var got lookupAnswer
+	decode(t, rec, &got)
+	if len(got.Instances) != 0 {
+		t.Fatalf("lookup matched %v; the tag and the metadata are on different instances", ids(got.Instances))
+	}
+	rec = h.do(t, http.MethodGet, "/api/v1/services/web?meta=example.com/team_a-1.x:free%20text:%20%C3%BCn%C3%AF,%20%7B%22a%22:1%7D", "")
+	decode(t, rec, &got)
+	if len(got.Instances) != 1 {
+		t.Fatalf("meta= found %d instances, want the one with that key", len(got.Instances))
+	}
+}
+
+func TestHeartbeatWithInvalidUTF8IsRefused(t *testing.T) {
+	h := newHarness(t)
+	h.register(t, "web", `{"id":"a","address":"10.0.0.1","port":80}`)
+	h.clock.Advance(10 * time.Second) // so that a renewal would show
+	before := h.do(t, http.MethodGet, "/api/v1/services/web/instances/a", "").Body.String()
+	for _, body := range []string{"{\"status\":\"passing\xff\"}", "{\"status\":\"\xc3\"}"} {
+		wantError(t, h.do(t, http.MethodPut, "/api/v1/services/web/instances/a/heartbeat", body), 400, "invalid_argument", "status")
+	}
+	if after := h.do(t, http.MethodGet, "/api/v1/services/web/instances/a", "").Body.String(); after != before {
+		t.Fatalf("a refused heartbeat changed the instance:\nbefore %s\nafter  %s", before, after)
+	}
+}
+
+// Path values are names, and a name is ASCII: bytes that are not UTF-8
+// in the path are refused naming the segment.
+func TestInvalidUTF8InThePathIsRefused(t *testing.T) {
+	h := newHarness(t)
+	h.register(t, "web", `{"id":"a","address":"10.0.0.1","port":80}`)
+	before := h.state(t)
+	tests := []struct{ method, target, body, field string }{
+		{http.MethodPost, "/api/v1/services/w%FFb/instances", `{"address":"10.0.0.1","port":80}`, "service"},
+		{http.MethodPut, "/api/v1/services/web/instances/a%C3/heartbeat", "", "id"},
+		{http.MethodPut, "/api/v1/services/w%C0%AF/instances/a/heartbeat", "", "service"},
+		{http.MethodDelete, "/api/v1/services/web/instances/%FF", "", "id"},
+		{http.MethodGet, "/api/v1/services/web/instances/a%FF", "", "id"},
+		{http.MethodGet, "/api/v1/services/w%FFb", "", "service"},
+		{http.MethodGet, "/api/v1/services/w%FFb/health", "", "service"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.target, func(t *testing.T) {
+			wantError(t, h.do(t, tt.method, tt.target, tt.body), 400, "invalid_argument", tt.field)
+		})
+	}
+	if after := h.state(t); after != before {
+		t.Fatalf("refused requests changed what a lookup shows:\nbefore %s\nafter  %s", before, after)
+	}
+}
