@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sagaproject/saga/pkg/store/redis/redistest"
+	"github.com/sagaproject/saga/pkg/store/redisstore/redistest"
 )
 
 // A store outage longer than every TTL never empties the registry (SPEC §2,

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sagaproject/saga/pkg/store/redis/redistest"
+	"github.com/sagaproject/saga/pkg/store/redisstore/redistest"
 )
 
 // End-to-end tests of the Redis store through real saga binaries on real

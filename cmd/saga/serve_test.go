@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sagaproject/saga/pkg/store/redis/redistest"
+	"github.com/sagaproject/saga/pkg/store/redisstore/redistest"
 )
 
 // End-to-end tests of `saga serve`: each runs the real binary (built once

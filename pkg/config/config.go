@@ -8,13 +8,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"net/url"
 	"regexp"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/sagaproject/saga/pkg/registry"
+	"github.com/sagaproject/saga/pkg/store/redisstore/redisurl"
 )
 
 // Config is Saga's effective configuration.
@@ -113,9 +112,6 @@ func hostPort(host string, port int) string {
 	return fmt.Sprintf("%s:%d", host, port)
 }
 
-// RedisSchemes are the URL schemes that select the Redis store.
-var redisSchemes = []string{"redis", "rediss", "redis-sentinel", "redis-cluster"}
-
 var hostLabel = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
 
 // Validate checks the rules that span more than one value's syntax. It
@@ -158,16 +154,8 @@ func (c *Config) Validate() error {
 func (c *Config) validateRedis() error {
 	r := c.Redis
 	if r.URL != "" {
-		u, err := url.Parse(r.URL)
-		if err != nil {
-			// url.Error repeats the whole URL, password included: say less.
-			return c.invalid("redis.url", "is not a valid URL (check the host part and any brackets or special characters)")
-		}
-		if !slices.Contains(redisSchemes, u.Scheme) {
-			return c.invalid("redis.url", "must start with redis://, rediss://, redis-sentinel:// or redis-cluster://")
-		}
-		if u.Host == "" {
-			return c.invalid("redis.url", "names no host")
+		if _, err := redisurl.Parse(r.URL); err != nil {
+			return c.invalid("redis.url", "is not a Redis URL: "+err.Error())
 		}
 	}
 	if (r.TLS.CertFile == "") != (r.TLS.KeyFile == "") {

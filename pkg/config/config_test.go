@@ -82,6 +82,9 @@ func TestGoodFiles(t *testing.T) {
 	sentinel := Default()
 	sentinel.Redis.URL = "redis-sentinel://pw@10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379/mymaster"
 
+	cluster := Default()
+	cluster.Redis.URL = "redis-cluster://app:s3cret@10.0.0.1:6379,10.0.0.2:6379,10.0.0.3:6379"
+
 	tests := []struct {
 		file string
 		want Config
@@ -90,6 +93,7 @@ func TestGoodFiles(t *testing.T) {
 		{"empty.toml", Default()},
 		{"partial.toml", partial},
 		{"sentinel.toml", sentinel},
+		{"cluster.toml", cluster},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
@@ -126,7 +130,9 @@ func TestBadFiles(t *testing.T) {
 		{"format.toml", `config: log.format: "xml" must be auto, text or json (from file FILE)`},
 		{"host_type.toml", `config: server.host: 5 must be a string (from file FILE)`},
 		{"host.toml", `config: server.host: "bad host!" is not an IP address or host name (from file FILE)`},
-		{"redis_scheme.toml", `config: redis.url: "http://user:****@example.com" must start with redis://, rediss://, redis-sentinel:// or redis-cluster:// (from file FILE)`},
+		{"redis_scheme.toml", `config: redis.url: "http://user:****@example.com" is not a Redis URL: scheme "http" is not redis, rediss, redis-sentinel or redis-cluster (from file FILE)`},
+		{"redis_sentinel_master.toml", `config: redis.url: "redis-sentinel://****@10.0.0.1:26379,10.0.0.2:26379" is not a Redis URL: the master name is missing: want redis-sentinel://h1:26379,h2:26379/mastername (from file FILE)`},
+		{"redis_cluster_db.toml", `config: redis.url: "redis-cluster://app:****@10.0.0.1:6379,10.0.0.2:6379/0" is not a Redis URL: path "/0": a Redis Cluster has no databases, so the URL takes no path (from file FILE)`},
 		{"tls_pair.toml", `config: redis.tls.key_file: "" must be set together with redis.tls.cert_file (from default)`},
 		{"service_name.toml", `config: service.name: "my saga" must match [A-Za-z0-9][A-Za-z0-9._-]{0,127} (from file FILE)`},
 		{"replicas.toml", `config: redis.min_replicas_ack: "-1" must not be negative (from file FILE)`},
@@ -261,6 +267,9 @@ func TestEnvironmentNames(t *testing.T) {
 		{"SAGA_REDIS_ACK_TIMEOUT", "250ms", "redis.ack_timeout", "250ms"},
 		{"SAGA_LOG_LEVEL", "debug", "log.level", "debug"},
 		{"LOG_LEVEL", "error", "log.level", "error"},
+		{"LOG_LEVEL", "trace", "log.level", "debug"},
+		{"LOG_LEVEL", "Warning", "log.level", "warn"},
+		{"RUST_LOG", "saga=debug", "log.level", "debug"},
 		{"SAGA_LOG_FORMAT", "json", "log.format", "json"},
 		{"SAGA_SERVICE_NAME", "saga-2", "service.name", "saga-2"},
 		{"SERVICE_NAME", "saga-3", "service.name", "saga-3"},
@@ -282,6 +291,103 @@ func TestEnvironmentNames(t *testing.T) {
 			}
 			t.Fatalf("no setting %s", tt.key)
 		})
+	}
+}
+
+// RUST_LOG, which the Rust releases read, sets log.level: the saga
+// directive, else a bare level.
+func TestRustLog(t *testing.T) {
+	tests := []struct {
+		value string
+		want  string // log.level; "" when RUST_LOG does not set it
+	}{
+		{"saga=debug", "debug"},
+		{"trace", "debug"},
+		{"TRACE", "debug"},
+		{"info", "info"},
+		{"saga=warn", "warn"},
+		{"saga=off", "error"},
+		{"error", "error"},
+		{"saga=debug,hyper=info", "debug"},
+		{"hyper=info,saga=debug", "debug"},
+		{"warn,saga=debug", "debug"},
+		{"saga=error,warn", "error"},
+		{" saga = trace , tower_http=debug ", "debug"},
+		{"saga", "debug"},
+		{"saga::api=debug,saga=info", "debug"},
+		{"info,hyper=debug", "info"},
+		{"hyper=debug", ""},
+		{"hyper=debug,tokio::net=trace", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.value, func(t *testing.T) {
+			cfg, err := loadFile(t, "", env{"RUST_LOG": tt.value})
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantLevel, wantFrom := tt.want, Source{LayerEnv, "RUST_LOG"}
+			if tt.want == "" {
+				wantLevel, wantFrom = "info", Source{LayerDefault, ""}
+			}
+			if got := levelName(cfg.Log.Level); got != wantLevel || cfg.Source("log.level") != wantFrom {
+				t.Fatalf("log.level %s from %s, want %s from %s", got, cfg.Source("log.level"), wantLevel, wantFrom)
+			}
+		})
+	}
+
+	bad := []struct{ value, reason string }{
+		{"saga=loud", `directive "saga=loud": "loud" is not a level (trace, debug, info, warn, error, off)`},
+		{"verbose", `"verbose" is neither a level (trace, debug, info, warn, error, off) nor the saga target`},
+		{"=debug", `directive "=debug": "" is not a target such as saga or saga::api`},
+		{"saga[request]=debug", `directive "saga[request]=debug": "saga[request]" is not a target such as saga or saga::api`},
+		{"hyper=debug,saga=", `directive "saga=": "" is not a level (trace, debug, info, warn, error, off)`},
+		{" , ", "it has no directive"},
+	}
+	for _, tt := range bad {
+		t.Run(tt.value, func(t *testing.T) {
+			_, err := loadFile(t, "", env{"RUST_LOG": tt.value})
+			want := `config: log.level: "` + tt.value + `" is not a RUST_LOG filter Saga reads: ` + tt.reason + ` (from environment RUST_LOG)`
+			if err == nil || err.Error() != want {
+				t.Fatalf("error\n got %v\nwant %s", err, want)
+			}
+		})
+	}
+
+	// The newer names win; a higher layer hides a RUST_LOG it overrides,
+	// unreadable or not, as it does any other value.
+	precedence := []struct {
+		name     string
+		env      env
+		args     []string
+		want     string
+		wantFrom Source
+	}{
+		{"LOG_LEVEL over RUST_LOG", env{"RUST_LOG": "saga=debug", "LOG_LEVEL": "warn"}, nil, "warn", Source{LayerEnv, "LOG_LEVEL"}},
+		{"SAGA_LOG_LEVEL over RUST_LOG", env{"RUST_LOG": "saga=loud", "SAGA_LOG_LEVEL": "error"}, nil, "error", Source{LayerEnv, "SAGA_LOG_LEVEL"}},
+		{"flag over RUST_LOG", env{"RUST_LOG": "saga=loud"}, []string{"--log-level", "warn"}, "warn", Source{LayerFlag, "log-level"}},
+	}
+	for _, tt := range precedence {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := loadFile(t, "", tt.env, tt.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := levelName(cfg.Log.Level); got != tt.want || cfg.Source("log.level") != tt.wantFrom {
+				t.Fatalf("log.level %s from %s, want %s from %s", got, cfg.Source("log.level"), tt.want, tt.wantFrom)
+			}
+		})
+	}
+
+	// RUST_LOG overrides the file, unless it is for other programs.
+	file := filepath.Join(t.TempDir(), "config.toml")
+	if err := os.WriteFile(file, []byte("[log]\nlevel = \"error\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for value, want := range map[string]string{"saga=debug": "debug", "hyper=debug": "error"} {
+		cfg, err := loadFile(t, file, env{"RUST_LOG": value})
+		if err != nil || levelName(cfg.Log.Level) != want {
+			t.Errorf("file level error, RUST_LOG=%s: level %v, %v; want %s", value, cfg.Log.Level, err, want)
+		}
 	}
 }
 
@@ -309,8 +415,10 @@ func TestValueErrorsNameKeyValueAndLayer(t *testing.T) {
 		{env{"SAGA_REGISTRY_TTL": "25h"}, nil, `config: registry.ttl: "90000s" must be between 1s and 86400s (from environment SAGA_REGISTRY_TTL)`},
 		{nil, []string{"--log-level", "verbose"}, `config: log.level: "verbose" must be debug, info, warn or error (from flag --log-level)`},
 		{env{"SAGA_REDIS_MIN_REPLICAS_ACK": "two"}, nil, `config: redis.min_replicas_ack: "two" is not a whole number (from environment SAGA_REDIS_MIN_REPLICAS_ACK)`},
-		{nil, []string{"--redis-url", "mysql://root:pw@db"}, `config: redis.url: "mysql://root:****@db" must start with redis://, rediss://, redis-sentinel:// or redis-cluster:// (from flag --redis-url)`},
-		{nil, []string{"--redis-url", "redis://"}, `config: redis.url: "redis://" names no host (from flag --redis-url)`},
+		{nil, []string{"--redis-url", "mysql://root:pw@db"}, `config: redis.url: "mysql://root:****@db" is not a Redis URL: scheme "mysql" is not redis, rediss, redis-sentinel or redis-cluster (from flag --redis-url)`},
+		{nil, []string{"--redis-url", "redis://"}, `config: redis.url: "redis://" is not a Redis URL: the host is missing (from flag --redis-url)`},
+		{env{"REDIS_URL": "redis-sentinel://h:26379"}, nil, `config: redis.url: "redis-sentinel://h:26379" is not a Redis URL: the master name is missing: want redis-sentinel://h1:26379,h2:26379/mastername (from environment REDIS_URL)`},
+		{env{"RUST_LOG": "saga=loud"}, nil, `config: log.level: "saga=loud" is not a RUST_LOG filter Saga reads: directive "saga=loud": "loud" is not a level (trace, debug, info, warn, error, off) (from environment RUST_LOG)`},
 		{env{"SAGA_REDIS_ACK_TIMEOUT": "0"}, nil, `config: redis.ack_timeout: "0s" must be positive (from environment SAGA_REDIS_ACK_TIMEOUT)`},
 		{env{"SAGA_SERVER_HOST": "a..b"}, nil, `config: server.host: "a..b" is not an IP address or host name (from environment SAGA_SERVER_HOST)`},
 	}
@@ -409,26 +517,6 @@ func TestDataDir(t *testing.T) {
 	cfg := Default()
 	if _, err := cfg.DataDir(env{}.get); err == nil || !strings.Contains(err.Error(), "storage.path") {
 		t.Fatalf("DataDir with no env = %v, want an error naming storage.path", err)
-	}
-}
-
-func TestMaskSecret(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"", ""},
-		{"redis://127.0.0.1:6379", "redis://127.0.0.1:6379"},
-		{"redis://user:pass@127.0.0.1:6379/0", "redis://user:****@127.0.0.1:6379/0"},
-		{"redis://:pass@127.0.0.1:6379", "redis://:****@127.0.0.1:6379"},
-		{"rediss://u:p@ss@h:6380", "rediss://u:****@h:6380"},
-		{"redis-sentinel://pw@h1:26379,h2:26379/mymaster", "redis-sentinel://****@h1:26379,h2:26379/mymaster"},
-		{"redis-cluster://h1:6379,h2:6379", "redis-cluster://h1:6379,h2:6379"},
-		{"redis://h:6379/0?password=x&db=1", "redis://h:6379/0?password=****&db=1"},
-		{"redis-sentinel://h1:26379/m?sentinel_password=x", "redis-sentinel://h1:26379/m?sentinel_password=****"},
-		{"not a url", "not a url"},
-	}
-	for _, tt := range tests {
-		if got := MaskSecret(tt.in); got != tt.want {
-			t.Errorf("MaskSecret(%q) = %q, want %q", tt.in, got, tt.want)
-		}
 	}
 }
 

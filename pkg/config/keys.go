@@ -5,20 +5,28 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sagaproject/saga/pkg/store/redisstore/redisurl"
 )
 
 // key describes one configuration key: its environment names, its flag
 // and the Config field it fills.
 type key struct {
-	name   string   // dotted, as in the TOML file: "server.port"
-	env    []string // names earlier releases used; the SAGA_ name is derived
-	flag   string   // command-line flag without dashes; empty when none
-	usage  string
-	secret bool // masked by `saga config show` and in errors
-	field  field
+	name string   // dotted, as in the TOML file: "server.port"
+	env  []string // names earlier releases used; the SAGA_ name is derived
+	// envFormats reads the names of env whose values are spelt otherwise
+	// than the key's (RUST_LOG for log.level).
+	envFormats map[string]envFormat
+	flag       string // command-line flag without dashes; empty when none
+	usage      string
+	// mask hides the secret part of a value, for `saga config show` and
+	// errors; nil when the value holds no secret.
+	mask  func(string) string
+	field field
 }
 
 // field reads a raw value into a Config and renders it back. A raw value
@@ -44,7 +52,7 @@ var keys = []key{
 		field: durationField(func(c *Config) *time.Duration { return &c.Registry.HeartbeatInterval })},
 	{name: "storage.path", env: []string{"SAGA_DATA_DIR"}, flag: "data-dir", usage: "keep the embedded store in `DIR`",
 		field: stringField(func(c *Config) *string { return &c.Storage.Path })},
-	{name: "redis.url", env: []string{"REDIS_URL"}, flag: "redis-url", usage: "use the Redis store at `URL`", secret: true,
+	{name: "redis.url", env: []string{"REDIS_URL"}, flag: "redis-url", usage: "use the Redis store at `URL`", mask: redisurl.Mask,
 		field: stringField(func(c *Config) *string { return &c.Redis.URL })},
 	{name: "redis.tls.ca_file",
 		field: stringField(func(c *Config) *string { return &c.Redis.TLS.CAFile })},
@@ -58,8 +66,9 @@ var keys = []key{
 		field: intField(func(c *Config) *int { return &c.Redis.MinReplicasAck })},
 	{name: "redis.ack_timeout",
 		field: durationField(func(c *Config) *time.Duration { return &c.Redis.AckTimeout })},
-	{name: "log.level", env: []string{"LOG_LEVEL"}, flag: "log-level", usage: "log at `LEVEL`: debug, info, warn or error",
-		field: levelField(func(c *Config) *slog.Level { return &c.Log.Level })},
+	{name: "log.level", env: []string{"LOG_LEVEL", "RUST_LOG"}, flag: "log-level", usage: "log at `LEVEL`: debug, info, warn or error",
+		envFormats: map[string]envFormat{"RUST_LOG": rustLogLevel},
+		field:      levelField(func(c *Config) *slog.Level { return &c.Log.Level })},
 	{name: "log.format",
 		field: stringField(func(c *Config) *string { return &c.Log.Format })},
 	{name: "service.name", env: []string{"SERVICE_NAME"},
@@ -88,6 +97,43 @@ func EnvNames(name string) []string {
 // envNames derives the SAGA_ name from the key: dots become underscores.
 func (k key) envNames() []string {
 	return append([]string{"SAGA_" + strings.ToUpper(strings.ReplaceAll(k.name, ".", "_"))}, k.env...)
+}
+
+// envFormat turns the value of an environment variable that spells a key
+// its own way into the key's spelling. sets is false when the value says
+// nothing about the key; err is the reason, worded to follow the value.
+type envFormat func(v string) (value string, sets bool, err error)
+
+// envSets reports whether v, the value of the environment variable name,
+// sets the key: one in a format of its own may be for other programs. A
+// value that cannot be read sets it, so that Load reports it.
+func (k key) envSets(name, v string) bool {
+	format := k.envFormats[name]
+	if format == nil {
+		return true
+	}
+	_, sets, err := format(v)
+	return sets || err != nil
+}
+
+// fromEnv returns raw in the key's spelling when src, the layer that won,
+// is an environment variable with a format of its own.
+func (k key) fromEnv(raw any, src Source) (any, error) {
+	format := k.envFormats[src.Name]
+	s, isString := raw.(string)
+	if src.Layer != LayerEnv || format == nil || !isString {
+		return raw, nil
+	}
+	v, _, err := format(s)
+	return v, err
+}
+
+// masked returns s with its secret hidden.
+func (k key) masked(s string) string {
+	if k.mask == nil {
+		return s
+	}
+	return k.mask(s)
 }
 
 func keyByName(name string) (key, bool) {
@@ -201,25 +247,98 @@ func formatDuration(d time.Duration) string {
 
 type levelField func(*Config) *slog.Level
 
+// levelNames are the names log.level reads, in any case: slog's four, and
+// the spellings of earlier releases: "warning", and "trace", read as debug
+// because Saga logs nothing below debug.
+var levelNames = map[string]slog.Level{
+	"trace":   slog.LevelDebug,
+	"debug":   slog.LevelDebug,
+	"info":    slog.LevelInfo,
+	"warn":    slog.LevelWarn,
+	"warning": slog.LevelWarn,
+	"error":   slog.LevelError,
+}
+
 func (f levelField) set(c *Config, raw any) error {
-	errBad := errors.New("must be debug, info, warn or error")
 	s, ok := raw.(string)
-	if !ok {
-		return errBad
+	level, known := levelNames[strings.ToLower(strings.TrimSpace(s))]
+	if !ok || !known {
+		return errors.New("must be debug, info, warn or error")
 	}
-	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "debug":
-		*f(c) = slog.LevelDebug
-	case "info":
-		*f(c) = slog.LevelInfo
-	case "warn", "warning":
-		*f(c) = slog.LevelWarn
-	case "error":
-		*f(c) = slog.LevelError
-	default:
-		return errBad
-	}
+	*f(c) = level
 	return nil
 }
 
-func (f levelField) get(c *Config) string { return strings.ToLower(f(c).String()) }
+func (f levelField) get(c *Config) string { return levelName(*f(c)) }
+
+func levelName(l slog.Level) string { return strings.ToLower(l.String()) }
+
+// rustTarget is a Rust module path, the target of a RUST_LOG directive.
+var rustTarget = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(::[A-Za-z_][A-Za-z0-9_]*)*$`)
+
+// rustLogLevel reads RUST_LOG, the env_logger filter that the Rust releases
+// of Saga read, as a log level: comma-separated directives, each a level
+// ("debug"), a target ("saga", all its levels) or both ("saga=debug").
+// The most verbose directive for saga (or a module of it, "saga::api")
+// wins, else the last bare level; trace is read as debug and off as error,
+// the nearest levels Saga has. A filter with neither is for other programs
+// and does not set the level.
+func rustLogLevel(filter string) (string, bool, error) {
+	const want = "is not a RUST_LOG filter Saga reads"
+	var own, bare *slog.Level
+	directives := 0
+	for directive := range strings.SplitSeq(filter, ",") {
+		directive = strings.TrimSpace(directive)
+		if directive == "" {
+			continue
+		}
+		directives++
+		target, name, hasLevel := strings.Cut(directive, "=")
+		target, name = strings.TrimSpace(target), strings.TrimSpace(name)
+		if !hasLevel {
+			if level, ok := rustLevel(directive); ok {
+				bare = &level
+				continue
+			}
+			if !isSagaTarget(directive) {
+				return "", false, fmt.Errorf("%s: %q is neither a level (trace, debug, info, warn, error, off) nor the saga target", want, directive)
+			}
+			target, name = directive, "trace"
+		}
+		if !rustTarget.MatchString(target) {
+			return "", false, fmt.Errorf("%s: directive %q: %q is not a target such as saga or saga::api", want, directive, target)
+		}
+		level, ok := rustLevel(name)
+		if !ok {
+			return "", false, fmt.Errorf("%s: directive %q: %q is not a level (trace, debug, info, warn, error, off)", want, directive, name)
+		}
+		if isSagaTarget(target) && (own == nil || level < *own) {
+			own = &level
+		}
+	}
+	switch {
+	case own != nil:
+		return levelName(*own), true, nil
+	case bare != nil:
+		return levelName(*bare), true, nil
+	}
+	if directives == 0 {
+		return "", false, errors.New(want + ": it has no directive")
+	}
+	return "", false, nil
+}
+
+// rustLevel reads a level of RUST_LOG, in any case: one that log.level
+// reads, or off.
+func rustLevel(name string) (slog.Level, bool) {
+	name = strings.ToLower(name)
+	if name == "off" {
+		return slog.LevelError, true
+	}
+	level, ok := levelNames[name]
+	return level, ok
+}
+
+func isSagaTarget(target string) bool {
+	return target == "saga" || strings.HasPrefix(target, "saga::")
+}

@@ -129,7 +129,11 @@ func Load(opts Options) (*Config, error) {
 	cfg := &Config{File: path, FileFound: found, sources: sources}
 	for _, k := range keys {
 		raw := merged.Get(k.name)
-		if err := k.field.set(cfg, raw); err != nil {
+		value, err := k.fromEnv(raw, sources[k.name])
+		if err == nil {
+			err = k.field.set(cfg, value)
+		}
+		if err != nil {
 			return nil, &Error{Key: k.name, Value: display(k, raw), Reason: err.Error(), Source: sources[k.name]}
 		}
 	}
@@ -193,14 +197,16 @@ func fileLayer(path string, named bool) (l layer, found bool, err error) {
 }
 
 // envLayer reads each key's environment names; the SAGA_ name wins over a
-// legacy one. An empty variable counts as unset.
+// legacy one. An empty variable counts as unset, and so does one whose
+// format says it does not set the key (a RUST_LOG for other programs). A
+// value is read in its own format by Load, once its layer has won.
 func envLayer(getenv func(string) string) (layer, error) {
 	var environ []string
 	keyOf := map[string]string{}
 	sources := map[string]Source{}
 	for _, k := range keys {
 		for _, name := range k.envNames() {
-			if v := getenv(name); v != "" {
+			if v := getenv(name); v != "" && k.envSets(name, v) {
 				environ = append(environ, name+"="+v)
 				keyOf[name] = k.name
 				sources[k.name] = Source{Layer: LayerEnv, Name: name}

@@ -11,11 +11,7 @@ type Setting struct {
 func (c *Config) Settings() []Setting {
 	out := make([]Setting, len(keys))
 	for i, k := range keys {
-		v := k.field.get(c)
-		if k.secret {
-			v = MaskSecret(v)
-		}
-		out[i] = Setting{Key: k.name, Value: v, Source: c.sources[k.name]}
+		out[i] = Setting{Key: k.name, Value: k.masked(k.field.get(c)), Source: c.sources[k.name]}
 	}
 	return out
 }

@@ -83,46 +83,9 @@ func display(k key, raw any) string {
 	if !isString {
 		s = fmt.Sprint(raw)
 	}
-	if k.secret {
-		s = MaskSecret(s)
-	}
+	s = k.masked(s)
 	if isString {
 		return strconv.Quote(s)
 	}
 	return s
-}
-
-// MaskSecret hides the password of a URL's user information
-// ("redis://user:pass@host" → "redis://user:****@host", and the bare
-// "redis-sentinel://pass@h1,h2/m" → "redis-sentinel://****@h1,h2/m") and
-// of any query parameter whose name holds "password".
-func MaskSecret(s string) string {
-	scheme, rest, ok := strings.Cut(s, "://")
-	if !ok {
-		return s
-	}
-	end := strings.IndexAny(rest, "/?#")
-	if end < 0 {
-		end = len(rest)
-	}
-	authority, tail := rest[:end], rest[end:]
-	if at := strings.LastIndex(authority, "@"); at >= 0 {
-		user, _, hasPassword := strings.Cut(authority[:at], ":")
-		if hasPassword {
-			authority = user + ":****" + authority[at:]
-		} else {
-			authority = "****" + authority[at:]
-		}
-	}
-	if path, query, ok := strings.Cut(tail, "?"); ok {
-		params := strings.Split(query, "&")
-		for i, p := range params {
-			name, _, _ := strings.Cut(p, "=")
-			if strings.Contains(strings.ToLower(name), "password") {
-				params[i] = name + "=****"
-			}
-		}
-		tail = path + "?" + strings.Join(params, "&")
-	}
-	return scheme + "://" + authority + tail
 }

@@ -17,7 +17,7 @@ import (
 
 	"github.com/sagaproject/saga/pkg/config"
 	"github.com/sagaproject/saga/pkg/store/embedded"
-	"github.com/sagaproject/saga/pkg/store/redis/redistest"
+	"github.com/sagaproject/saga/pkg/store/redisstore/redistest"
 )
 
 // logSink is a JSON log that tests can search while the daemon writes it.

@@ -5,7 +5,7 @@ import (
 
 	"github.com/sagaproject/saga/pkg/registry"
 	"github.com/sagaproject/saga/pkg/store/embedded"
-	"github.com/sagaproject/saga/pkg/store/redis"
+	"github.com/sagaproject/saga/pkg/store/redisstore"
 )
 
 // Storage names, as the health report shows them.
@@ -20,8 +20,8 @@ func (d *Daemon) openStore(ctx context.Context) (registry.Store, string, error) 
 	if r := d.cfg.Redis; r.URL != "" {
 		// go-redis otherwise prints every failed dial to stderr itself;
 		// the store already logs one line per back-off step.
-		redis.RouteClientLogs(d.logger)
-		s, err := redis.Open(ctx, redis.Options{
+		redisstore.RouteClientLogs(d.logger)
+		s, err := redisstore.Open(ctx, redisstore.Options{
 			URL:            r.URL,
 			CAFile:         r.TLS.CAFile,
 			CertFile:       r.TLS.CertFile,

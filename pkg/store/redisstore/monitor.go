@@ -1,11 +1,9 @@
-package redis
+package redisstore
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"strings"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -19,9 +17,6 @@ const (
 	// maxBackoff caps the wait between reconnection attempts, so the store
 	// is back within a few seconds of Redis.
 	maxBackoff = 2 * time.Second
-	// receiveTimeout is how long the subscriber waits for a notice before
-	// it pings the subscription to find a dead connection.
-	receiveTimeout = 5 * time.Second
 )
 
 // backoff is the wait before reconnection attempt step (0, 1, …):
@@ -146,67 +141,4 @@ func (s *Store) recover(ctx context.Context) error {
 	s.logger.Info("redis reachable again; granted one TTL of grace before expiring", "now", now)
 	s.emit(registry.Event{Type: registry.EventResync})
 	return nil
-}
-
-// subscribe reads the change channel until ctx ends. go-redis reconnects
-// and subscribes again by itself; each (re)subscription may have missed
-// notices, so it sends EventResync.
-func (s *Store) subscribe(ctx context.Context) {
-	ownPrefix := `{"origin":"` + s.origin + `"` // how noticeLua starts our notices
-	failures := 0
-	for ctx.Err() == nil {
-		msg, err := s.pubsub.ReceiveTimeout(ctx, receiveTimeout)
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, goredis.ErrClosed) {
-				return
-			}
-			var netErr net.Error
-			if errors.As(err, &netErr) && netErr.Timeout() {
-				_ = s.pubsub.Ping(ctx) // a dead connection fails here and is replaced
-				continue
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff(failures)):
-			}
-			failures++
-			continue
-		}
-		failures = 0
-		switch m := msg.(type) {
-		case *goredis.Subscription:
-			if m.Kind == "subscribe" {
-				s.due.lost()
-				s.emit(registry.Event{Type: registry.EventResync})
-			}
-		case *goredis.Message:
-			if strings.HasPrefix(m.Payload, ownPrefix) {
-				continue // our own change, already on the feed; skip decoding it
-			}
-			n, err := s.records.decodeNotice(m.Payload, cachedRecord{})
-			if errors.Is(err, errRecordUnknown) {
-				var ok bool
-				if n, ok, err = s.fetchRecord(ctx, n); err == nil && !ok {
-					continue // outdated: the notice of what replaced it follows
-				}
-				if err != nil {
-					if ctx.Err() != nil {
-						return
-					}
-					// The view would miss this deadline: reload it whole.
-					s.logger.Warn("resyncing: a heartbeat's record could not be read", "err", err)
-					s.emit(registry.Event{Type: registry.EventResync})
-					continue
-				}
-			}
-			if err != nil {
-				s.logger.Warn("ignoring a malformed change notice", "err", err)
-				continue
-			}
-			ev := n.event()
-			s.due.saw(ev)
-			s.emit(ev)
-		}
-	}
 }

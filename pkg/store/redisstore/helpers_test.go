@@ -1,4 +1,4 @@
-package redis_test
+package redisstore_test
 
 import (
 	"bytes"
@@ -9,14 +9,14 @@ import (
 	"time"
 
 	"github.com/sagaproject/saga/pkg/registry"
-	"github.com/sagaproject/saga/pkg/store/redis"
-	"github.com/sagaproject/saga/pkg/store/redis/redistest"
+	"github.com/sagaproject/saga/pkg/store/redisstore"
+	"github.com/sagaproject/saga/pkg/store/redisstore/redistest"
 )
 
 // open opens a store closed by t.Cleanup, logging to the test's output.
-func open(t testing.TB, opts redis.Options) *redis.Store {
+func open(t testing.TB, opts redisstore.Options) *redisstore.Store {
 	t.Helper()
-	s, err := redis.Open(t.Context(), opts, slog.New(slog.NewTextHandler(t.Output(), nil)))
+	s, err := redisstore.Open(t.Context(), opts, slog.New(slog.NewTextHandler(t.Output(), nil)))
 	if err != nil {
 		t.Fatalf("Open(%s): %v", opts.URL, err)
 	}
@@ -25,8 +25,8 @@ func open(t testing.TB, opts redis.Options) *redis.Store {
 }
 
 // tlsOptions are the options for the TLS server's rediss:// URL.
-func tlsOptions(srv *redistest.Server) redis.Options {
-	return redis.Options{
+func tlsOptions(srv *redistest.Server) redisstore.Options {
+	return redisstore.Options{
 		URL:        srv.URL(),
 		CAFile:     srv.TLS.CAFile,
 		CertFile:   srv.TLS.CertFile,
@@ -99,6 +99,6 @@ func (b *syncBuffer) String() string {
 
 func TestMain(m *testing.M) {
 	// go-redis logs every failed dial; the outage tests cause many.
-	redis.RouteClientLogs(slog.New(slog.DiscardHandler))
+	redisstore.RouteClientLogs(slog.New(slog.DiscardHandler))
 	os.Exit(m.Run())
 }

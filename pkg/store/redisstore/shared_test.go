@@ -1,4 +1,4 @@
-package redis_test
+package redisstore_test
 
 import (
 	"fmt"
@@ -8,8 +8,8 @@ import (
 
 	"github.com/sagaproject/saga/pkg/registry"
 	"github.com/sagaproject/saga/pkg/registry/registrytest"
-	"github.com/sagaproject/saga/pkg/store/redis"
-	"github.com/sagaproject/saga/pkg/store/redis/redistest"
+	"github.com/sagaproject/saga/pkg/store/redisstore"
+	"github.com/sagaproject/saga/pkg/store/redisstore/redistest"
 )
 
 // Two stores on one Redis stand for two Saga processes. A change made
@@ -27,8 +27,8 @@ func TestChangesReachOtherProcess(t *testing.T) {
 }
 
 func testChangesReachOtherProcess(t *testing.T, url string) {
-	a := open(t, redis.Options{URL: url})
-	b := open(t, redis.Options{URL: url})
+	a := open(t, redisstore.Options{URL: url})
+	b := open(t, redisstore.Options{URL: url})
 	now := time.Now().UTC().Truncate(time.Millisecond)
 
 	// Several services, so that in a Cluster they live on different nodes.
@@ -84,8 +84,8 @@ func TestExpiryRaceExpiresOnce(t *testing.T) {
 }
 
 func testExpiryRaceExpiresOnce(t *testing.T, url string) {
-	a := open(t, redis.Options{URL: url})
-	b := open(t, redis.Options{URL: url})
+	a := open(t, redisstore.Options{URL: url})
+	b := open(t, redisstore.Options{URL: url})
 	t0 := registrytest.T0
 	const services, each = 4, 25
 	for s := range services {
@@ -108,7 +108,7 @@ func testExpiryRaceExpiresOnce(t *testing.T, url string) {
 	var mu sync.Mutex
 	expiredBy := map[string]int{}
 	var wg sync.WaitGroup
-	for _, s := range []*redis.Store{a, b, a, b} {
+	for _, s := range []*redisstore.Store{a, b, a, b} {
 		wg.Go(func() {
 			for step := range 5 {
 				events, err := s.ExpireDue(t.Context(), t0.Add(time.Second+time.Duration(step)*time.Millisecond))
@@ -134,7 +134,7 @@ func testExpiryRaceExpiresOnce(t *testing.T, url string) {
 		}
 	}
 
-	for name, s := range map[string]*redis.Store{"A": a, "B": b} {
+	for name, s := range map[string]*redisstore.Store{"A": a, "B": b} {
 		seen := map[string]int{}
 		for len(seen) < services*each {
 			ev := waitChange(t, s.Changes(), 2*time.Second, func(ev registry.Event) bool { return ev.Type == registry.EventExpired })
@@ -158,7 +158,7 @@ func testExpiryRaceExpiresOnce(t *testing.T, url string) {
 func TestSlowReaderGetsResync(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
-	s := open(t, redis.Options{URL: srv.URL()})
+	s := open(t, redisstore.Options{URL: srv.URL()})
 	t0 := registrytest.T0
 	if _, err := s.Register(t.Context(), registrytest.Instance("web", "a", 60, t0)); err != nil {
 		t.Fatal(err)

@@ -1,52 +1,23 @@
-package redis
+package redisstore
 
 import (
 	"context"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
-	"time"
 )
 
-func TestParseURL(t *testing.T) {
-	tests := []struct {
-		url  string
-		want target
-	}{
-		{"redis://127.0.0.1:6379", target{kind: standalone, addrs: []string{"127.0.0.1:6379"}}},
-		{"redis://localhost", target{kind: standalone, addrs: []string{"localhost:6379"}}},
-		{"redis://user:p%40ss@db.example:6380/3", target{kind: standalone, addrs: []string{"db.example:6380"}, username: "user", password: "p@ss", db: 3}},
-		{"redis://:secret@[::1]:6379/", target{kind: standalone, addrs: []string{"[::1]:6379"}, password: "secret"}},
-		{"redis://secret@h:1", target{kind: standalone, addrs: []string{"h:1"}, password: "secret"}},
-		{"rediss://cache.example:6380", target{kind: standalone, addrs: []string{"cache.example:6380"}, tls: true}},
-		{"redis-sentinel://s1:26379,s2,s3:26380/mymaster", target{kind: sentinel, addrs: []string{"s1:26379", "s2:26379", "s3:26380"}, masterName: "mymaster"}},
-		{"redis-sentinel://pw@s1:26379/m", target{kind: sentinel, addrs: []string{"s1:26379"}, password: "pw", masterName: "m"}},
-		{"redis-cluster://n1:7000,n2:7001,n3", target{kind: cluster, addrs: []string{"n1:7000", "n2:7001", "n3:6379"}}},
-	}
-	for _, tt := range tests {
-		got, err := parseURL(tt.url)
-		if err != nil {
-			t.Errorf("parseURL(%q): %v", tt.url, err)
-			continue
-		}
-		if got.kind != tt.want.kind || !slices.Equal(got.addrs, tt.want.addrs) || got.username != tt.want.username ||
-			got.password != tt.want.password || got.db != tt.want.db || got.masterName != tt.want.masterName || got.tls != tt.want.tls {
-			t.Errorf("parseURL(%q) = %+v, want %+v", tt.url, got, tt.want)
-		}
-	}
-}
-
 // Every malformed URL is refused by Open with one error that names the part
-// at fault and never echoes the password.
+// at fault and never echoes the password (package redisurl tests each form).
 func TestOpenRejectsMalformedURL(t *testing.T) {
 	tests := []struct {
 		url      string
 		mentions string
 	}{
-		{"", "missing scheme"},
-		{"127.0.0.1:6379", "missing scheme"},
+		{"", "scheme is missing"},
+		{"127.0.0.1:6379", "scheme is missing"},
+		{"app:hunter2@127.0.0.1:6379", "scheme is missing"},
 		{"http://127.0.0.1:6379", `scheme "http"`},
 		{"redis://", "host is missing"},
 		{"redis://:hunter2@", "host is missing"},
@@ -63,8 +34,9 @@ func TestOpenRejectsMalformedURL(t *testing.T) {
 		{"redis-sentinel://s1:26379", "master name"},
 		{"redis-sentinel://s1:26379/", "master name"},
 		{"redis-sentinel://s1:26379/a/b", "master name"},
-		{"redis-sentinel://s1:26379,,s2/m", "empty host"},
+		{"redis-sentinel://s1:26379,,s2/m", "empty entry"},
 		{"redis-cluster://n1:7000/0", "no path"},
+		{"redis-cluster://u:hunter2@n1:7000/0", "no path"},
 		{"redis-cluster://n1:7000,n2:x", `port "x"`},
 	}
 	for _, tt := range tests {
@@ -109,17 +81,5 @@ func TestOpenRejectsBadTLSFiles(t *testing.T) {
 	}
 	if _, err := Open(context.Background(), Options{URL: "redis://h:6379", MinReplicasAck: -1}, nil); err == nil || !strings.Contains(err.Error(), "min replicas ack") {
 		t.Errorf("Open with MinReplicasAck -1 = %v, want an error naming it", err)
-	}
-}
-
-func TestBackoff(t *testing.T) {
-	want := []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond, 1600 * time.Millisecond, 2 * time.Second, 2 * time.Second}
-	for step, w := range want {
-		if got := backoff(step); got != w {
-			t.Errorf("backoff(%d) = %s, want %s", step, got, w)
-		}
-	}
-	if got := backoff(1000); got != maxBackoff {
-		t.Errorf("backoff(1000) = %s, want the cap %s", got, maxBackoff)
 	}
 }

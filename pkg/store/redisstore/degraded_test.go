@@ -1,4 +1,4 @@
-package redis_test
+package redisstore_test
 
 import (
 	"errors"
@@ -9,8 +9,8 @@ import (
 
 	"github.com/sagaproject/saga/pkg/registry"
 	"github.com/sagaproject/saga/pkg/registry/registrytest"
-	"github.com/sagaproject/saga/pkg/store/redis"
-	"github.com/sagaproject/saga/pkg/store/redis/redistest"
+	"github.com/sagaproject/saga/pkg/store/redisstore"
+	"github.com/sagaproject/saga/pkg/store/redisstore/redistest"
 )
 
 // Redis stops under a live store for longer than every TTL, then comes
@@ -21,7 +21,7 @@ func TestOutageAndRecovery(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	clock := registry.NewManualClock(registrytest.T0)
-	s := open(t, redis.Options{URL: srv.URL(), Clock: clock})
+	s := open(t, redisstore.Options{URL: srv.URL(), Clock: clock})
 	for _, id := range []string{"a", "b"} {
 		if _, err := s.Register(t.Context(), registrytest.Instance("web", id, 10, clock.Now())); err != nil {
 			t.Fatal(err)
@@ -84,7 +84,7 @@ func TestStartWithRedisDown(t *testing.T) {
 	srv := redistest.Start(t)
 	srv.Stop()
 	var logs syncBuffer
-	s, err := redis.Open(t.Context(), redis.Options{URL: srv.URL()}, slog.New(slog.NewTextHandler(&logs, nil)))
+	s, err := redisstore.Open(t.Context(), redisstore.Options{URL: srv.URL()}, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatalf("Open with Redis down: %v", err)
 	}

@@ -1,4 +1,4 @@
-package redis
+package redisstore
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 
 	"github.com/sagaproject/saga/pkg/registry"
 	"github.com/sagaproject/saga/pkg/registry/registrytest"
-	"github.com/sagaproject/saga/pkg/store/redis/redistest"
+	"github.com/sagaproject/saga/pkg/store/redisstore/redistest"
 )
 
 // commandLog records the commands a client sends, one entry per round trip.

@@ -1,4 +1,4 @@
-package redis_test
+package redisstore_test
 
 import (
 	"fmt"
@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/sagaproject/saga/pkg/registry/registrytest"
-	"github.com/sagaproject/saga/pkg/store/redis"
-	"github.com/sagaproject/saga/pkg/store/redis/redistest"
+	"github.com/sagaproject/saga/pkg/store/redisstore"
+	"github.com/sagaproject/saga/pkg/store/redisstore/redistest"
 )
 
 // benchClients are the concurrencies measured: one client, and
@@ -20,10 +20,10 @@ var benchClients = []int{1, 50}
 
 // benchStore opens a store on a fresh redis-server and drains its feed, as
 // the daemon's pump would.
-func benchStore(b *testing.B) *redis.Store {
+func benchStore(b *testing.B) *redisstore.Store {
 	b.Helper()
 	srv := redistest.Start(b)
-	s, err := redis.Open(b.Context(), redis.Options{URL: srv.URL()}, slog.New(slog.DiscardHandler))
+	s, err := redisstore.Open(b.Context(), redisstore.Options{URL: srv.URL()}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package redis_test
+package redisstore_test
 
 import (
 	"context"
@@ -9,8 +9,8 @@ import (
 
 	"github.com/sagaproject/saga/pkg/registry"
 	"github.com/sagaproject/saga/pkg/registry/registrytest"
-	"github.com/sagaproject/saga/pkg/store/redis"
-	"github.com/sagaproject/saga/pkg/store/redis/redistest"
+	"github.com/sagaproject/saga/pkg/store/redisstore"
+	"github.com/sagaproject/saga/pkg/store/redisstore/redistest"
 )
 
 // Each server is emptied with FLUSHALL before every subtest, so the suite
@@ -24,7 +24,7 @@ func TestConformance(t *testing.T) {
 			if err := admin.FlushAll(t.Context()).Err(); err != nil {
 				t.Fatal(err)
 			}
-			return open(t, redis.Options{URL: srv.URL()})
+			return open(t, redisstore.Options{URL: srv.URL()})
 		})
 	})
 	t.Run("tls", func(t *testing.T) {
@@ -48,7 +48,7 @@ func TestConformance(t *testing.T) {
 				}
 			}
 			drainClusterBus(t, cluster)
-			return open(t, redis.Options{URL: cluster.URL()})
+			return open(t, redisstore.Options{URL: cluster.URL()})
 		})
 	})
 }

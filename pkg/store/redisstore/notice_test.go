@@ -1,4 +1,4 @@
-package redis
+package redisstore
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 
 	"github.com/sagaproject/saga/pkg/registry"
 	"github.com/sagaproject/saga/pkg/registry/registrytest"
-	"github.com/sagaproject/saga/pkg/store/redis/redistest"
+	"github.com/sagaproject/saga/pkg/store/redisstore/redistest"
 )
 
 // The short heartbeat notice decodes as encoding/json decodes it, and

@@ -1,4 +1,4 @@
-package redis_test
+package redisstore_test
 
 import (
 	"errors"
@@ -11,8 +11,8 @@ import (
 
 	"github.com/sagaproject/saga/pkg/registry"
 	"github.com/sagaproject/saga/pkg/registry/registrytest"
-	"github.com/sagaproject/saga/pkg/store/redis"
-	"github.com/sagaproject/saga/pkg/store/redis/redistest"
+	"github.com/sagaproject/saga/pkg/store/redisstore"
+	"github.com/sagaproject/saga/pkg/store/redisstore/redistest"
 )
 
 // The master dies while two clients keep registering and heartbeating:
@@ -22,8 +22,8 @@ import (
 func TestSentinelFailover(t *testing.T) {
 	t.Parallel()
 	set := redistest.StartSentinel(t)
-	plain := open(t, redis.Options{URL: set.URL()})
-	acked := open(t, redis.Options{URL: set.URL(), MinReplicasAck: 1, AckTimeout: 500 * time.Millisecond})
+	plain := open(t, redisstore.Options{URL: set.URL()})
+	acked := open(t, redisstore.Options{URL: set.URL(), MinReplicasAck: 1, AckTimeout: 500 * time.Millisecond})
 
 	var (
 		mu          sync.Mutex
@@ -32,7 +32,7 @@ func TestSentinelFailover(t *testing.T) {
 	)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	writer := func(s *redis.Store, service string, onOK func(id string)) {
+	writer := func(s *redisstore.Store, service string, onOK func(id string)) {
 		defer wg.Done()
 		for i := 0; ; i++ {
 			select {

@@ -1,4 +1,4 @@
-package redis
+package redisstore
 
 import (
 	"context"
@@ -16,11 +16,8 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/sagaproject/saga/pkg/registry"
+	"github.com/sagaproject/saga/pkg/store/redisstore/redisurl"
 )
-
-// changesBuffer is how many events Changes holds before the store drops
-// events and owes its reader an EventResync.
-const changesBuffer = 4096
 
 // Store is a registry.Store on Redis. It is safe for concurrent use.
 type Store struct {
@@ -58,7 +55,7 @@ var _ registry.Store = (*Store)(nil)
 // retrying in the background; once connected it grants the grace of
 // self-preservation and sends EventResync.
 func Open(ctx context.Context, opts Options, logger *slog.Logger) (*Store, error) {
-	t, err := parseURL(opts.URL)
+	t, err := redisurl.Parse(opts.URL)
 	if err != nil {
 		return nil, fmt.Errorf("redis url: %w", err)
 	}
@@ -103,9 +100,9 @@ func Open(ctx context.Context, opts Options, logger *slog.Logger) (*Store, error
 	}
 	if err == nil {
 		s.up.Store(true)
-		s.logger.Info("connected to redis", "addrs", t.addrs)
+		s.logger.Info("connected to redis", "addrs", t.Addrs)
 	} else {
-		s.logger.Warn("redis unreachable at start-up; serving degraded and retrying", "addrs", t.addrs, "err", err)
+		s.logger.Warn("redis unreachable at start-up; serving degraded and retrying", "addrs", t.Addrs, "err", err)
 	}
 	s.wg.Add(2)
 	go func() { defer s.wg.Done(); s.monitor(runCtx) }()
@@ -473,83 +470,6 @@ func newRev() uint64 {
 		if rev := rand.Uint64(); rev != 0 {
 			return rev
 		}
-	}
-}
-
-// fetchRecord completes a heartbeat notice whose record this process does
-// not hold (it started after the registration, or missed its notice) by
-// reading the instance: one round trip, made by the subscriber, never on a
-// request's path. ok is false when the notice is outdated: the instance
-// has gone or was registered again since, and the notice of that follows.
-func (s *Store) fetchRecord(ctx context.Context, n notice) (_ notice, ok bool, _ error) {
-	ctx, cancel := context.WithTimeout(ctx, ioTimeout)
-	defer cancel()
-	raw, err := recordScript.Run(ctx, s.client, serviceKeys(n.Service), s.scriptArgs(n.Service, n.ID)...).Text()
-	if errors.Is(err, goredis.Nil) {
-		return n, false, nil
-	}
-	if err != nil {
-		return n, false, fmt.Errorf("read the record of %s/%s: %w", n.Service, n.ID, err)
-	}
-	cur, err := s.records.decodeNotice(raw, cachedRecord{}) // caches the record
-	if err != nil || cur.Rev != n.Rev {
-		return n, false, err
-	}
-	n.rec = cur.rec
-	return n, true, nil
-}
-
-// deliver decodes a notice a script returned and puts its event on Changes.
-func (s *Store) deliver(raw string) (registry.Event, error) {
-	return s.deliverHeld(raw, cachedRecord{})
-}
-
-// deliverHeld is deliver for a notice that may leave out the record held.
-func (s *Store) deliverHeld(raw string, held cachedRecord) (registry.Event, error) {
-	n, err := s.records.decodeNotice(raw, held)
-	if err != nil {
-		return registry.Event{}, err
-	}
-	ev := n.event()
-	s.due.saw(ev)
-	s.emit(ev)
-	return ev, nil
-}
-
-// emit puts ev on Changes without ever blocking: when the reader is behind,
-// events are dropped and an EventResync is sent as soon as there is room.
-func (s *Store) emit(ev registry.Event) {
-	s.feedMu.Lock()
-	defer s.feedMu.Unlock()
-	if s.closed {
-		return
-	}
-	if s.lost {
-		select {
-		case s.changes <- registry.Event{Type: registry.EventResync}:
-			s.lost = false
-		default:
-			return
-		}
-	}
-	select {
-	case s.changes <- ev:
-	default:
-		s.lost = true
-	}
-}
-
-// flushResync sends an owed EventResync when the reader has made room.
-func (s *Store) flushResync() {
-	s.feedMu.Lock()
-	defer s.feedMu.Unlock()
-	if s.closed || !s.lost {
-		return
-	}
-	select {
-	case s.changes <- registry.Event{Type: registry.EventResync}:
-		s.lost = false
-	default:
 	}
 }
 

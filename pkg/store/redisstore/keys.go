@@ -1,0 +1,30 @@
+package redisstore
+
+// Key names (docs/redis.md). Every key of one service carries the hash tag
+// {name}, so a script that touches them all runs on one Cluster node.
+const (
+	catalogKey    = "service:catalog" // SET of service names, for Snapshot and expiry
+	changeChannel = "service:changes" // pub/sub channel of change notices
+)
+
+// serviceKeys are the KEYS of every script, in the order scripts.go names.
+func serviceKeys(service string) []string {
+	prefix := "service:{" + service + "}:"
+	return []string{prefix + "index", prefix + "instances", prefix + "state", prefix + "deadlines"}
+}
+
+// noticeHead is ARGV[2] of every script: the start of its notices.
+func noticeHead(origin, service string) string {
+	return `{"origin":"` + origin + `","service":` + jsonString(service)
+}
+
+// serviceNames are a service's script keys and notice head, built once per
+// service rather than at every heartbeat.
+type serviceNames struct {
+	keys []string
+	head string
+}
+
+func newServiceNames(service, origin string) serviceNames {
+	return serviceNames{keys: serviceKeys(service), head: noticeHead(origin, service)}
+}
