@@ -6,6 +6,7 @@
 package httpapi
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"sync/atomic"
@@ -33,9 +34,19 @@ const (
 	pingTimeout = time.Second
 )
 
+// Writer is what the API asks of the store: the three writes, and whether
+// it answers (readyz and the health report). Reads never reach it; the
+// view answers them.
+type Writer interface {
+	Register(ctx context.Context, in registry.Instance) (registry.Event, error)
+	Heartbeat(ctx context.Context, service, id string, status registry.Status, now time.Time) (registry.Event, error)
+	Deregister(ctx context.Context, service, id string) (registry.Event, error)
+	Ping(ctx context.Context) error
+}
+
 // Options configures the API. Store and View are required.
 type Options struct {
-	Store  registry.Store
+	Store  Writer
 	View   *view.View
 	Clock  registry.Clock // nil: the system clock
 	Logger *slog.Logger   // nil: discard
@@ -48,6 +59,9 @@ type Options struct {
 
 	Version string
 	Storage string // "embedded" or "redis", as the health report names it
+	// ServiceName is this Saga's name in the health report (the
+	// configuration's service.name); "": DefaultServiceName.
+	ServiceName string
 
 	// Registerer receives the API's metrics; nil: a registry of the API's own,
 	// which also collects Go and process metrics. GET /metrics serves
@@ -58,7 +72,7 @@ type Options struct {
 
 // API is Saga's HTTP handler.
 type API struct {
-	store             registry.Store // instrumented
+	store             Writer
 	view              *view.View
 	clock             registry.Clock
 	logger            *slog.Logger
@@ -67,10 +81,14 @@ type API struct {
 	keepAlive         time.Duration
 	version           string
 	storage           string
+	serviceName       string
 	started           time.Time
 	ready             atomic.Bool
 	metrics           *metrics
 	router            chi.Router
+	// draining ends the long-lived requests once the server drains.
+	draining    context.Context
+	endLongLive context.CancelFunc
 }
 
 // New builds the API over opts.Store and opts.View. The API reports ready
@@ -91,6 +109,9 @@ func New(opts Options) *API {
 	if opts.KeepAlive <= 0 {
 		opts.KeepAlive = DefaultKeepAlive
 	}
+	if opts.ServiceName == "" {
+		opts.ServiceName = DefaultServiceName
+	}
 	gatherer := prometheus.DefaultGatherer
 	if opts.Registerer == nil {
 		reg := prometheus.NewRegistry()
@@ -110,10 +131,12 @@ func New(opts Options) *API {
 		keepAlive:         opts.KeepAlive,
 		version:           opts.Version,
 		storage:           opts.Storage,
+		serviceName:       opts.ServiceName,
 		started:           opts.Clock.Now(),
 	}
 	a.metrics = newMetrics(opts.Registerer, gatherer, opts.View)
-	a.store = &instrumentedStore{Store: opts.Store, metrics: a.metrics}
+	a.store = opts.Store
+	a.draining, a.endLongLive = context.WithCancel(context.Background())
 	a.ready.Store(true)
 	a.router = a.routes()
 	return a
@@ -124,7 +147,3 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.router.Serve
 
 // SetReady sets what /readyz reports (besides the store answering).
 func (a *API) SetReady(ready bool) { a.ready.Store(ready) }
-
-// Store returns the store wrapped with the API's metrics; give it to the
-// reaper so that its store calls are counted too.
-func (a *API) Store() registry.Store { return a.store }

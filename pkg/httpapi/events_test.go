@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sagaproject/saga/pkg/httpapi"
 	"github.com/sagaproject/saga/pkg/registry"
+	"github.com/sagaproject/saga/pkg/server"
 )
 
 // sseEvent is one event read off the stream.
@@ -88,7 +88,7 @@ func TestEventsStreamRegisterDeregisterAndExpireInOrder(t *testing.T) {
 	reaped := make(chan struct{})
 	go func() {
 		defer close(reaped)
-		registry.NewReaper(h.api.Store(), h.clock, h.view.Apply, slog.New(slog.DiscardHandler)).Run(ctx)
+		registry.NewReaper(h.metered, h.clock, h.view.Apply, slog.New(slog.DiscardHandler)).Run(ctx)
 	}()
 	t.Cleanup(func() { stop(); <-reaped })
 
@@ -132,7 +132,7 @@ func TestEventsStreamRegisterDeregisterAndExpireInOrder(t *testing.T) {
 }
 
 func TestEventsStreamSendsKeepAliveComments(t *testing.T) {
-	h := newHarness(t, func(o *httpapi.Options) { o.KeepAlive = 10 * time.Millisecond })
+	h := newHarness(t, func(o *server.Options) { o.KeepAlive = 10 * time.Millisecond })
 	srv := httptest.NewServer(h.api)
 	t.Cleanup(srv.Close)
 	r := openStream(t, srv, "?service=web")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sagaproject/saga/pkg/httpapi"
 	"github.com/sagaproject/saga/pkg/registry"
+	"github.com/sagaproject/saga/pkg/server"
 	"github.com/sagaproject/saga/pkg/store/embedded"
 	"github.com/sagaproject/saga/pkg/view"
 )
@@ -22,13 +23,14 @@ var epoch = time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 // harness is the API over a real embedded store in a temp dir, with a
 // manual clock.
 type harness struct {
-	api   *httpapi.API
-	store *embedded.Store
-	view  *view.View
-	clock *registry.ManualClock
+	api     *httpapi.API
+	store   *embedded.Store
+	metered registry.Store // store with the server's metrics
+	view    *view.View
+	clock   *registry.ManualClock
 }
 
-func newHarness(t testing.TB, configure ...func(*httpapi.Options)) *harness {
+func newHarness(t testing.TB, configure ...func(*server.Options)) *harness {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if tt, ok := t.(*testing.T); ok {
@@ -38,23 +40,23 @@ func newHarness(t testing.TB, configure ...func(*httpapi.Options)) *harness {
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
-	t.Cleanup(func() { _ = st.Close() })
 	clock := registry.NewManualClock(epoch)
-	v := view.New(clock)
-	snap, err := st.Snapshot(context.Background())
-	if err != nil {
-		t.Fatalf("snapshot: %v", err)
-	}
-	v.Load(snap)
-	opts := httpapi.Options{
-		Store: st, View: v, Clock: clock, Logger: logger,
+	opts := server.Options{
+		Store: st, Storage: "embedded", Clock: clock, Logger: logger,
 		DefaultTTL: 60 * time.Second, HeartbeatInterval: 30 * time.Second,
-		Version: "1.2.3", Storage: "embedded",
+		Version: "1.2.3",
 	}
 	for _, c := range configure {
 		c(&opts)
 	}
-	return &harness{api: httpapi.New(opts), store: st, view: v, clock: clock}
+	// The server as the daemon assembles it, without its background work:
+	// tests drive the clock, and the reaper where they need it.
+	srv, err := server.New(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("assemble server: %v", err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	return &harness{api: srv.API(), store: st, metered: srv.Store(), view: srv.View(), clock: clock}
 }
 
 // do sends one request through the real router.

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"runtime/debug"
@@ -12,19 +11,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/sagaproject/saga/pkg/registry"
 	"github.com/sagaproject/saga/pkg/view"
 )
 
 // metrics are the API's Prometheus series.
 type metrics struct {
-	requests      *prometheus.CounterVec
-	duration      *prometheus.HistogramVec
-	errors        *prometheus.CounterVec
-	storeCalls    *prometheus.CounterVec
-	storeErrors   *prometheus.CounterVec
-	storeDuration *prometheus.HistogramVec
-	handler       http.Handler
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	errors   *prometheus.CounterVec
+	handler  http.Handler
 }
 
 func newMetrics(reg prometheus.Registerer, gatherer prometheus.Gatherer, v *view.View) *metrics {
@@ -39,18 +34,8 @@ func newMetrics(reg prometheus.Registerer, gatherer prometheus.Gatherer, v *view
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "saga_http_request_errors_total", Help: "HTTP error answers by route pattern and error code.",
 		}, []string{"route", "code"}),
-		storeCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "saga_store_operations_total", Help: "Store round trips by operation.",
-		}, []string{"operation"}),
-		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "saga_store_errors_total", Help: "Store operations that failed (not counting not-found answers).",
-		}, []string{"operation"}),
-		storeDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "saga_store_operation_duration_seconds", Help: "Store round-trip latency by operation.",
-			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
-		}, []string{"operation"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.errors, m.storeCalls, m.storeErrors, m.storeDuration,
+	reg.MustRegister(m.requests, m.duration, m.errors,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "saga_registered_instances", Help: "Instances held in memory, including any not yet reaped.",
 		}, func() float64 { return float64(v.Stats().Size) }),
@@ -123,69 +108,4 @@ func (a *API) instrument(next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(rec, r)
 	})
-}
-
-// instrumentedStore counts and times the calls to a Store.
-type instrumentedStore struct {
-	registry.Store
-	metrics *metrics
-}
-
-var _ registry.Store = (*instrumentedStore)(nil)
-
-func (s *instrumentedStore) observe(op string, began time.Time, err error) {
-	s.metrics.storeCalls.WithLabelValues(op).Inc()
-	s.metrics.storeDuration.WithLabelValues(op).Observe(time.Since(began).Seconds())
-	if err != nil && !errors.Is(err, registry.ErrNotFound) {
-		s.metrics.storeErrors.WithLabelValues(op).Inc()
-	}
-}
-
-func (s *instrumentedStore) Register(ctx context.Context, in registry.Instance) (registry.Event, error) {
-	began := time.Now()
-	ev, err := s.Store.Register(ctx, in)
-	s.observe("register", began, err)
-	return ev, err
-}
-
-func (s *instrumentedStore) Heartbeat(ctx context.Context, service, id string, status registry.Status, now time.Time) (registry.Event, error) {
-	began := time.Now()
-	ev, err := s.Store.Heartbeat(ctx, service, id, status, now)
-	s.observe("heartbeat", began, err)
-	return ev, err
-}
-
-func (s *instrumentedStore) Deregister(ctx context.Context, service, id string) (registry.Event, error) {
-	began := time.Now()
-	ev, err := s.Store.Deregister(ctx, service, id)
-	s.observe("deregister", began, err)
-	return ev, err
-}
-
-func (s *instrumentedStore) ExpireDue(ctx context.Context, now time.Time) ([]registry.Event, error) {
-	began := time.Now()
-	events, err := s.Store.ExpireDue(ctx, now)
-	s.observe("expire_due", began, err)
-	return events, err
-}
-
-func (s *instrumentedStore) GrantGrace(ctx context.Context, now time.Time) error {
-	began := time.Now()
-	err := s.Store.GrantGrace(ctx, now)
-	s.observe("grant_grace", began, err)
-	return err
-}
-
-func (s *instrumentedStore) Snapshot(ctx context.Context) (registry.Snapshot, error) {
-	began := time.Now()
-	snap, err := s.Store.Snapshot(ctx)
-	s.observe("snapshot", began, err)
-	return snap, err
-}
-
-func (s *instrumentedStore) Ping(ctx context.Context) error {
-	began := time.Now()
-	err := s.Store.Ping(ctx)
-	s.observe("ping", began, err)
-	return err
 }

@@ -21,9 +21,9 @@ func (a *API) routes() chi.Router {
 
 	r.Route("/api/v1", func(r chi.Router) {
 		r.Get("/health", a.handle(a.health))
-		r.Get("/events", a.handle(a.events))
-		r.Get("/services", a.handle(a.catalog))
-		r.Get("/services/{service}", a.handle(a.lookup))
+		r.With(a.longLived(false)).Get("/events", a.handle(a.events))
+		r.With(a.longLived(true)).Get("/services", a.handle(a.catalog))
+		r.With(a.longLived(true)).Get("/services/{service}", a.handle(a.lookup))
 		r.Get("/services/{service}/health", a.handle(a.serviceHealth))
 		r.Post("/services/{service}/instances", a.handle(a.register))
 		r.Get("/services/{service}/instances/{id}", a.handle(a.getInstance))

@@ -10,11 +10,16 @@ import (
 // the expired event within one second of the deadline.
 const ReapInterval = 250 * time.Millisecond
 
+// Expirer is what the Reaper asks of the store.
+type Expirer interface {
+	ExpireDue(ctx context.Context, now time.Time) ([]Event, error)
+}
+
 // Reaper removes expired instances from a store at a steady pace and hands
 // each expiry event to apply (the in-memory view). Lookups never depend on
 // it: they filter on expires_at themselves.
 type Reaper struct {
-	store    Store
+	store    Expirer
 	clock    Clock
 	interval time.Duration
 	apply    func(Event)
@@ -22,7 +27,7 @@ type Reaper struct {
 }
 
 // NewReaper returns a reaper over store; apply receives every expiry event.
-func NewReaper(store Store, clock Clock, apply func(Event), logger *slog.Logger) *Reaper {
+func NewReaper(store Expirer, clock Clock, apply func(Event), logger *slog.Logger) *Reaper {
 	return &Reaper{store: store, clock: clock, interval: ReapInterval, apply: apply, logger: logger.With("component", "reaper")}
 }
 

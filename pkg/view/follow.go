@@ -8,6 +8,12 @@ import (
 	"github.com/sagaproject/saga/pkg/registry"
 )
 
+// feed is what Follow asks of the store.
+type feed interface {
+	Changes() <-chan registry.Event
+	Snapshot(ctx context.Context) (registry.Snapshot, error)
+}
+
 // gapTimeout is how long a gap in a service's indexes may stay open before
 // Follow reloads a snapshot to fill it. Gaps close in milliseconds when
 // events merely arrive out of order; one that stays open is an event the
@@ -20,7 +26,7 @@ const gapTimeout = 300 * time.Millisecond
 // lost events or a gap in a service's indexes stays open (View.Lagging),
 // and reloads every refresh anyway (the fallback for a feed that lost
 // events without saying so).
-func Follow(ctx context.Context, store registry.Store, v *View, refresh time.Duration, logger *slog.Logger) {
+func Follow(ctx context.Context, store feed, v *View, refresh time.Duration, logger *slog.Logger) {
 	ticker := time.NewTicker(refresh)
 	defer ticker.Stop()
 	gaps := time.NewTicker(gapTimeout / 3)

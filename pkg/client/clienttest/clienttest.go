@@ -8,12 +8,11 @@ import (
 	"context"
 	"log/slog"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/sagaproject/saga/pkg/httpapi"
 	"github.com/sagaproject/saga/pkg/registry"
+	"github.com/sagaproject/saga/pkg/server"
 	"github.com/sagaproject/saga/pkg/store/embedded"
 	"github.com/sagaproject/saga/pkg/view"
 )
@@ -40,43 +39,29 @@ func Start(t testing.TB, opts Options) *Server {
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	clock := registry.SystemClock{}
-	v := view.New(clock)
-	snap, err := store.Snapshot(ctx)
-	if err != nil {
-		t.Fatalf("load store: %v", err)
-	}
-	v.Load(snap)
-	api := httpapi.New(httpapi.Options{
+	srv, err := server.New(context.Background(), server.Options{
 		Store:             store,
-		View:              v,
-		Clock:             clock,
+		Storage:           "embedded",
 		Logger:            logger,
 		DefaultTTL:        opts.DefaultTTL,
 		HeartbeatInterval: opts.HeartbeatInterval,
 		KeepAlive:         opts.KeepAlive,
 		Version:           "test",
-		Storage:           "embedded",
 	})
-	var wg sync.WaitGroup
-	wg.Go(func() { view.Follow(ctx, store, v, 30*time.Second, logger) })
-	wg.Go(func() { view.Guard(ctx, store, v, clock, view.GuardInterval, logger) })
-	reaper := registry.NewReaper(api.Store(), clock, v.Apply, logger)
-	wg.Go(func() { reaper.Run(ctx) })
-
-	srv := httptest.NewUnstartedServer(api)
-	srv.Config.ErrorLog = slog.NewLogLogger(logger.Handler(), slog.LevelError)
+	if err != nil {
+		t.Fatalf("assemble server: %v", err)
+	}
 	srv.Start()
+	hs := httptest.NewUnstartedServer(srv.Handler())
+	hs.Config.ErrorLog = slog.NewLogLogger(logger.Handler(), slog.LevelError)
+	hs.Start()
 	t.Cleanup(func() {
-		// Event streams and blocking queries stay open; end them first.
-		srv.CloseClientConnections()
-		srv.Close()
-		cancel()
-		wg.Wait()
-		if err := store.Close(); err != nil {
-			t.Errorf("close store: %v", err)
+		srv.API().EndLongLived() // event streams and blocking queries stay open otherwise
+		hs.CloseClientConnections()
+		hs.Close()
+		if err := srv.Shutdown(context.Background()); err != nil {
+			t.Errorf("shut down: %v", err)
 		}
 	})
-	return &Server{URL: srv.URL, Store: store, View: v}
+	return &Server{URL: hs.URL, Store: store, View: srv.View()}
 }

@@ -1,0 +1,193 @@
+// Package server assembles one Saga server, the same way for the daemon,
+// the client test server and the API tests (as etcd's embed does):
+//
+//	store → metrics decorator → view (start-up grace, first snapshot)
+//	      → HTTP API → background work (follower, guard, reaper) → HTTP server
+//
+// and takes it down in a fixed order (Shutdown).
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/sagaproject/saga/pkg/httpapi"
+	"github.com/sagaproject/saga/pkg/registry"
+	"github.com/sagaproject/saga/pkg/view"
+)
+
+const (
+	// DefaultRefresh is how often the view is reloaded from a snapshot,
+	// the fallback should the change feed ever miss an event unnoticed.
+	DefaultRefresh = 30 * time.Second
+	// readHeaderTimeout bounds how long a client may take to send its
+	// request headers.
+	readHeaderTimeout = 10 * time.Second
+)
+
+// Options is what a server is built from. Store is required.
+type Options struct {
+	// Store is the opened store; the server closes it on Shutdown.
+	Store registry.Store
+	// Storage names the store in the health report: "embedded" or "redis".
+	Storage string
+	Clock   registry.Clock // nil: the system clock
+	Logger  *slog.Logger   // nil: discard
+
+	DefaultTTL        time.Duration // 0: httpapi.DefaultTTL
+	HeartbeatInterval time.Duration // 0: httpapi.DefaultHeartbeatInterval
+	KeepAlive         time.Duration // 0: httpapi.DefaultKeepAlive
+	Version           string
+	ServiceName       string // the health report's "service"; "": httpapi.DefaultServiceName
+	// Refresh is how often the view reloads a snapshot; 0: DefaultRefresh.
+	Refresh time.Duration
+	// Registerer receives every metric; nil: a registry of the server's
+	// own, with Go and process metrics, served at /metrics.
+	Registerer prometheus.Registerer
+}
+
+// Server is one assembled Saga server.
+type Server struct {
+	opts   Options
+	store  registry.Store // with metrics
+	view   *view.View
+	api    *httpapi.API
+	http   *http.Server
+	logger *slog.Logger
+
+	stopWork context.CancelFunc
+	work     sync.WaitGroup
+	serving  atomic.Bool
+}
+
+// New assembles a server: it wraps the store with metrics, grants the
+// start-up grace (instances could not heartbeat while Saga was down) and
+// loads the view, then builds the API. A store that does not answer yet
+// is not an error: the server starts degraded, and the guard loads the
+// view once the store answers. Nothing runs in the background until Start.
+func New(ctx context.Context, opts Options) (*Server, error) {
+	if opts.Clock == nil {
+		opts.Clock = registry.SystemClock{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Refresh <= 0 {
+		opts.Refresh = DefaultRefresh
+	}
+	if opts.Registerer == nil {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		opts.Registerer = reg
+	}
+	s := &Server{opts: opts, logger: opts.Logger, view: view.New(opts.Clock)}
+	s.store = newMeteredStore(opts.Store, opts.Registerer)
+
+	if err := s.store.GrantGrace(ctx, opts.Clock.Now()); err != nil {
+		if !errors.Is(err, registry.ErrUnavailable) {
+			return nil, fmt.Errorf("grant start-up grace: %w", err)
+		}
+		s.logger.Warn("store unreachable at start-up; serving degraded until it answers", "err", err)
+		s.view.Freeze(opts.Clock.Now())
+	} else {
+		snap, err := s.store.Snapshot(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("load registry: %w", err)
+		}
+		s.view.Load(snap)
+	}
+
+	s.api = httpapi.New(httpapi.Options{
+		Store:             s.store,
+		View:              s.view,
+		Clock:             opts.Clock,
+		Logger:            opts.Logger,
+		DefaultTTL:        opts.DefaultTTL,
+		HeartbeatInterval: opts.HeartbeatInterval,
+		KeepAlive:         opts.KeepAlive,
+		Version:           opts.Version,
+		Storage:           opts.Storage,
+		ServiceName:       opts.ServiceName,
+		Registerer:        opts.Registerer,
+	})
+	s.http = &http.Server{
+		Handler:           s.api,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ErrorLog:          slog.NewLogLogger(opts.Logger.With("component", "http").Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+// Start runs the background work until Shutdown: the follower that keeps
+// the view current from the store's change feed, the guard that freezes
+// expiry while the store is away, and the reaper. It outlives the
+// requests: it keeps the view current while they drain.
+func (s *Server) Start() {
+	ctx, stop := context.WithCancel(context.Background())
+	s.stopWork = stop
+	s.work.Go(func() { view.Follow(ctx, s.store, s.view, s.opts.Refresh, s.logger.With("component", "follower")) })
+	s.work.Go(func() {
+		view.Guard(ctx, s.store, s.view, s.opts.Clock, view.GuardInterval, s.logger.With("component", "guard"))
+	})
+	reaper := registry.NewReaper(s.store, s.opts.Clock, s.view.Apply, s.logger)
+	s.work.Go(func() { reaper.Run(ctx) })
+}
+
+// Serve serves the API on ln until Shutdown; it returns http.ErrServerClosed then.
+func (s *Server) Serve(ln net.Listener) error {
+	s.serving.Store(true)
+	return s.http.Serve(ln)
+}
+
+// Handler is the API, for a server that serves it itself (httptest).
+func (s *Server) Handler() http.Handler { return s.api }
+
+// API is the server's HTTP API.
+func (s *Server) API() *httpapi.API { return s.api }
+
+// View is the server's in-memory view of the registry.
+func (s *Server) View() *view.View { return s.view }
+
+// Store is the server's store, with metrics.
+func (s *Server) Store() registry.Store { return s.store }
+
+// Shutdown takes the server down in order:
+//
+//  1. report not ready, so load balancers stop sending;
+//  2. end blocking queries and event streams, which never finish by
+//     themselves (their clients are told to ask again);
+//  3. stop accepting and let requests in flight finish until ctx ends,
+//     then close the connections left;
+//  4. stop the background work, which kept the view current meanwhile;
+//  5. close the store, flushing what it holds.
+//
+// It returns the store's close error; running out of ctx in step 3 is
+// logged, not returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.api.SetReady(false) // 1
+	s.api.EndLongLived()  // 2
+	if s.serving.Load() {
+		if err := s.http.Shutdown(ctx); err != nil { // 3
+			s.logger.Warn("requests still in flight after the drain timeout; closing their connections", "err", err)
+			_ = s.http.Close() // the drain error above is the one worth reporting
+		}
+	}
+	if s.stopWork != nil { // 4
+		s.stopWork()
+		s.work.Wait()
+	}
+	if err := s.opts.Store.Close(); err != nil { // 5
+		return fmt.Errorf("close store: %w", err)
+	}
+	return nil
+}
