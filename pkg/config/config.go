@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"regexp"
 	"strings"
 	"time"
 
@@ -89,7 +88,7 @@ const (
 func Default() Config {
 	return Config{
 		Server:   ServerConfig{Host: "127.0.0.1", Port: 8030, ShutdownTimeout: 10 * time.Second},
-		Registry: RegistryConfig{TTL: 60 * time.Second, HeartbeatInterval: 30 * time.Second},
+		Registry: RegistryConfig{TTL: registry.DefaultTTL, HeartbeatInterval: registry.DefaultHeartbeatInterval},
 		Redis:    RedisConfig{AckTimeout: time.Second},
 		Log:      LogConfig{Level: slog.LevelInfo, Format: FormatAuto},
 		Service:  ServiceConfig{Name: "saga"},
@@ -111,8 +110,6 @@ func hostPort(host string, port int) string {
 	}
 	return fmt.Sprintf("%s:%d", host, port)
 }
-
-var hostLabel = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
 
 // Validate checks the rules that span more than one value's syntax. It
 // returns an *Error naming the first key at fault.
@@ -173,20 +170,12 @@ func (c *Config) validateRedis() error {
 	return nil
 }
 
+// validHost reports whether host is an IP address or a host name.
 func validHost(host string) bool {
 	if _, err := netip.ParseAddr(host); err == nil {
 		return true
 	}
-	host = strings.TrimSuffix(host, ".")
-	if host == "" || len(host) > 253 {
-		return false
-	}
-	for label := range strings.SplitSeq(host, ".") {
-		if !hostLabel.MatchString(label) {
-			return false
-		}
-	}
-	return true
+	return registry.IsHostName(host)
 }
 
 // invalid builds the error for key, quoting its current value and the layer

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sagaproject/saga/pkg/registry"
 	"github.com/sagaproject/saga/pkg/store/redisstore/redisurl"
 )
 
@@ -213,22 +214,16 @@ func (f durationField) set(c *Config, raw any) error {
 func (f durationField) get(c *Config) string { return formatDuration(*f(c)) }
 
 // parseDuration accepts a bare number of seconds (60, "60") or a Go
-// duration ("60s", "2m", "1m30s").
+// duration ("60s", "2m", "1m30s"): registry.ParseDuration, for the TOML
+// integers too.
 func parseDuration(raw any) (time.Duration, error) {
 	errBad := errors.New("is not a duration (use 60, 60s or 2m)")
 	switch v := raw.(type) {
 	case int64:
-		if v < 0 || v > math.MaxInt64/int64(time.Second) {
-			return 0, errBad
-		}
-		return time.Duration(v) * time.Second, nil
+		return parseDuration(strconv.FormatInt(v, 10))
 	case string:
-		s := strings.TrimSpace(v)
-		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-			return parseDuration(n)
-		}
-		d, err := time.ParseDuration(s)
-		if err != nil || d < 0 {
+		d, err := registry.ParseDuration(v)
+		if err != nil {
 			return 0, errBad
 		}
 		return d, nil

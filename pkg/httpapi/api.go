@@ -22,8 +22,8 @@ import (
 
 // Defaults for Options fields left zero.
 const (
-	DefaultTTL               = 60 * time.Second
-	DefaultHeartbeatInterval = 30 * time.Second
+	DefaultTTL               = registry.DefaultTTL
+	DefaultHeartbeatInterval = registry.DefaultHeartbeatInterval
 	DefaultKeepAlive         = 15 * time.Second
 	DefaultWait              = 5 * time.Minute
 	MaxWait                  = 10 * time.Minute

@@ -218,16 +218,9 @@ func parseBlocking(params url.Values) (blocking, error) {
 }
 
 func parseWait(s string) (time.Duration, error) {
-	bad := &registry.FieldError{Field: "wait", Message: fmt.Sprintf("%q must be a positive duration such as 30s, 5m or 60 (seconds)", s)}
-	if secs, err := strconv.ParseUint(s, 10, 32); err == nil {
-		if secs == 0 {
-			return 0, bad
-		}
-		return time.Duration(secs) * time.Second, nil
-	}
-	d, err := time.ParseDuration(s)
+	d, err := registry.ParseDuration(s)
 	if err != nil || d <= 0 {
-		return 0, bad
+		return 0, &registry.FieldError{Field: "wait", Message: fmt.Sprintf("%q must be a positive duration such as 30s, 5m or 60 (seconds)", s)}
 	}
 	return d, nil
 }

@@ -8,6 +8,14 @@ import (
 	"time"
 )
 
+// Defaults of every layer that needs them (the configuration, the API):
+// the TTL of a registration that names none, and the heartbeat interval
+// advised to clients.
+const (
+	DefaultTTL               = 60 * time.Second
+	DefaultHeartbeatInterval = 30 * time.Second
+)
+
 // Status is the health an instance reports about itself with its heartbeats.
 type Status string
 

@@ -170,6 +170,11 @@ func validateAddress(addr string) error {
 	return nil
 }
 
+// IsHostName reports whether s is an RFC 1123 host name that no resolver
+// would read as an IPv4 address (see endsInANumber): the one host-name
+// rule of Saga, for instance addresses and the server's own host alike.
+func IsHostName(s string) bool { return isHostname(s) && !endsInANumber(s) }
+
 func isHostname(s string) bool {
 	s = strings.TrimSuffix(s, ".") // a fully qualified name may end in a dot, beyond the 253
 	if s == "" || len(s) > MaxHostnameLength {
@@ -213,4 +218,23 @@ func truncate(s string) string {
 		cut--
 	}
 	return s[:cut] + "…"
+}
+
+// ValidateStored checks what every store requires of an instance it keeps,
+// whoever calls it (the API validates requests before they get here): names
+// that fit the key layout, a TTL in range, a known status.
+func ValidateStored(in Instance) error {
+	if err := ValidateName("service", in.Service); err != nil {
+		return err
+	}
+	if err := ValidateName("id", in.ID); err != nil {
+		return err
+	}
+	if in.TTLSeconds < MinTTLSeconds || in.TTLSeconds > MaxTTLSeconds {
+		return &FieldError{Field: "ttl_seconds", Message: fmt.Sprintf("%d is out of range %d-%d", in.TTLSeconds, MinTTLSeconds, MaxTTLSeconds)}
+	}
+	if !in.Status.Valid() {
+		return &FieldError{Field: "status", Message: fmt.Sprintf("%q must be passing, warning or critical", in.Status)}
+	}
+	return nil
 }

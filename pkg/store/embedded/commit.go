@@ -271,7 +271,7 @@ func (s *Store) apply(b *batch) {
 		s.service(name).index = index
 	}
 	for _, ev := range b.events {
-		s.emit(ev)
+		s.feed.Emit(ev)
 	}
 }
 
@@ -389,7 +389,7 @@ func (s *Store) probe() {
 	s.logger.Warn("writing the data file works again; every instance got one TTL of grace", "down", down.Round(time.Millisecond))
 	// Readers froze expiry while the store was failing: they reload the
 	// snapshot to pick up the new deadlines.
-	s.resync()
+	s.feed.Resync()
 }
 
 // reopen closes the bbolt file and opens it again, for a handle that
@@ -430,9 +430,7 @@ func (s *Store) flushLoop() {
 		s.mu.Lock()
 		if s.writable() == nil {
 			s.queueDirty()
-			if s.lostEvents {
-				s.resync()
-			}
+			s.feed.Flush()
 		}
 		s.mu.Unlock()
 	}

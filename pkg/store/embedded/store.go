@@ -73,10 +73,10 @@ var _ registry.Store = (*Store)(nil)
 
 // Store is the embedded registry store. Its methods are safe for concurrent use.
 type Store struct {
-	path    string
-	logger  *slog.Logger
-	opts    options
-	changes chan registry.Event
+	path   string
+	logger *slog.Logger
+	opts   options
+	feed   *registry.Feed
 
 	kick chan struct{} // wakes the committer; closed by Close
 	stop chan struct{} // stops the flusher; closed by Close
@@ -89,10 +89,9 @@ type Store struct {
 	services map[string]*service
 	// nextDue is at or before the earliest deadline, committed or pending,
 	// so that ExpireDue skips its scan until something can be due.
-	nextDue    int64
-	writing    *batch // the batch the committer is writing
-	pending    *batch // the batch filling up, computed on top of writing
-	lostEvents bool   // Changes dropped events; EventResync is owed
+	nextDue int64
+	writing *batch // the batch the committer is writing
+	pending *batch // the batch filling up, computed on top of writing
 	// failed is why writes are refused: a batch failed to commit, and the
 	// probe has not yet found the disk writable again.
 	failed   error
@@ -165,7 +164,7 @@ func open(dir string, logger *slog.Logger, opts options) (*Store, error) {
 		path:          path,
 		logger:        logger.With("component", "store", "path", path),
 		opts:          opts,
-		changes:       make(chan registry.Event, opts.changesBuffer),
+		feed:          registry.NewFeed(opts.changesBuffer),
 		kick:          make(chan struct{}, 1),
 		stop:          make(chan struct{}),
 		services:      make(map[string]*service),
@@ -316,7 +315,7 @@ func (s *Store) Register(ctx context.Context, in registry.Instance) (registry.Ev
 	if err := ctx.Err(); err != nil {
 		return registry.Event{}, err
 	}
-	if err := checkInstance(in); err != nil {
+	if err := registry.ValidateStored(in); err != nil {
 		return registry.Event{}, err
 	}
 	// Decoding the record before storing it proves that a restart can load
@@ -348,24 +347,6 @@ func (s *Store) Register(ctx context.Context, in registry.Instance) (registry.Ev
 		return registry.Event{}, err
 	}
 	return ev, nil
-}
-
-// checkInstance refuses what would break the key layout or expire at once.
-// The API validates requests before they get here; this guards other callers.
-func checkInstance(in registry.Instance) error {
-	if err := registry.ValidateName("service", in.Service); err != nil {
-		return err
-	}
-	if err := registry.ValidateName("id", in.ID); err != nil {
-		return err
-	}
-	if in.TTLSeconds < registry.MinTTLSeconds || in.TTLSeconds > registry.MaxTTLSeconds {
-		return &registry.FieldError{Field: "ttl_seconds", Message: fmt.Sprintf("%d is out of range %d-%d", in.TTLSeconds, registry.MinTTLSeconds, registry.MaxTTLSeconds)}
-	}
-	if !in.Status.Valid() {
-		return &registry.FieldError{Field: "status", Message: fmt.Sprintf("%q must be passing, warning or critical", in.Status)}
-	}
-	return nil
 }
 
 // Heartbeat renews a deadline in memory; only a status change is written.
@@ -442,7 +423,7 @@ func (s *Store) Heartbeat(ctx context.Context, name, id string, status registry.
 		}
 		svc.instances[id] = ce
 		ev = registry.Event{Type: registry.EventHeartbeat, Service: name, Instance: in, Index: svc.index}
-		s.emit(ev)
+		s.feed.Emit(ev)
 	}
 	for _, b := range [2]*batch{s.writing, s.pending} { // oldest first
 		if b == nil {
@@ -692,7 +673,7 @@ func (s *Store) Snapshot(ctx context.Context) (registry.Snapshot, error) {
 }
 
 // Changes is the feed of events. It is closed by Close.
-func (s *Store) Changes() <-chan registry.Event { return s.changes }
+func (s *Store) Changes() <-chan registry.Event { return s.feed.C() }
 
 // Ping reports ErrUnavailable once the store is closed, and while writes
 // fail (until the probe finds the disk writable again).
@@ -728,7 +709,7 @@ func (s *Store) Close() error {
 		err = last.wait()
 	}
 	s.mu.Lock()
-	close(s.changes)
+	s.feed.Close()
 	db := s.db
 	s.mu.Unlock()
 	if db != nil {
@@ -758,31 +739,4 @@ func (s *Store) service(name string) *service {
 		s.services[name] = svc
 	}
 	return svc
-}
-
-// emit hands ev to the Changes reader without ever blocking. Callers hold
-// mu, so events leave in the order their batches committed, which is the
-// order their indexes were given.
-func (s *Store) emit(ev registry.Event) {
-	if s.lostEvents {
-		if s.resync(); s.lostEvents {
-			return // still full; ev is lost too, the resync covers it
-		}
-	}
-	select {
-	case s.changes <- ev:
-	default:
-		s.lostEvents = true
-	}
-}
-
-// resync tells the Changes reader to reload a snapshot, or notes that it is
-// owed that when the feed is full. Callers hold mu.
-func (s *Store) resync() {
-	select {
-	case s.changes <- registry.Event{Type: registry.EventResync}:
-		s.lostEvents = false
-	default:
-		s.lostEvents = true
-	}
 }

@@ -51,7 +51,7 @@ func (s *Store) subscribe(ctx context.Context) {
 		case *goredis.Subscription:
 			if m.Kind == "subscribe" {
 				s.due.lost()
-				s.emit(registry.Event{Type: registry.EventResync})
+				s.feed.Resync()
 			}
 		case *goredis.Message:
 			if strings.HasPrefix(m.Payload, ownPrefix) {
@@ -69,7 +69,7 @@ func (s *Store) subscribe(ctx context.Context) {
 					}
 					// The view would miss this deadline: reload it whole.
 					s.logger.Warn("resyncing: a heartbeat's record could not be read", "err", err)
-					s.emit(registry.Event{Type: registry.EventResync})
+					s.feed.Resync()
 					continue
 				}
 			}
@@ -79,7 +79,7 @@ func (s *Store) subscribe(ctx context.Context) {
 			}
 			ev := n.event()
 			s.due.saw(ev)
-			s.emit(ev)
+			s.feed.Emit(ev)
 		}
 	}
 }
@@ -120,43 +120,6 @@ func (s *Store) deliverHeld(raw string, held cachedRecord) (registry.Event, erro
 	}
 	ev := n.event()
 	s.due.saw(ev)
-	s.emit(ev)
+	s.feed.Emit(ev)
 	return ev, nil
-}
-
-// emit puts ev on Changes without ever blocking: when the reader is behind,
-// events are dropped and an EventResync is sent as soon as there is room.
-func (s *Store) emit(ev registry.Event) {
-	s.feedMu.Lock()
-	defer s.feedMu.Unlock()
-	if s.closed {
-		return
-	}
-	if s.lost {
-		select {
-		case s.changes <- registry.Event{Type: registry.EventResync}:
-			s.lost = false
-		default:
-			return
-		}
-	}
-	select {
-	case s.changes <- ev:
-	default:
-		s.lost = true
-	}
-}
-
-// flushResync sends an owed EventResync when the reader has made room.
-func (s *Store) flushResync() {
-	s.feedMu.Lock()
-	defer s.feedMu.Unlock()
-	if s.closed || !s.lost {
-		return
-	}
-	select {
-	case s.changes <- registry.Event{Type: registry.EventResync}:
-		s.lost = false
-	default:
-	}
 }

@@ -92,7 +92,7 @@ func (s *Store) monitor(ctx context.Context) {
 			case <-s.kick:
 			case <-time.After(healthInterval):
 			}
-			s.flushResync()
+			s.feed.Flush()
 			if s.up.Load() {
 				if err := s.ping(ctx); err != nil && ctx.Err() == nil {
 					s.markDown(err)
@@ -139,6 +139,6 @@ func (s *Store) recover(ctx context.Context) error {
 	s.due.lost()
 	s.up.Store(true)
 	s.logger.Info("redis reachable again; granted one TTL of grace before expiring", "now", now)
-	s.emit(registry.Event{Type: registry.EventResync})
+	s.feed.Resync()
 	return nil
 }

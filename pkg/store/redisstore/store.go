@@ -37,10 +37,7 @@ type Store struct {
 	records recordCache
 	due     dueHints
 
-	feedMu  sync.Mutex
-	changes chan registry.Event
-	lost    bool // events were dropped: the reader is owed an EventResync
-	closed  bool
+	feed *registry.Feed
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -83,7 +80,7 @@ func Open(ctx context.Context, opts Options, logger *slog.Logger) (*Store, error
 		minAcks:    opts.MinReplicasAck,
 		ackTimeout: opts.AckTimeout,
 		kick:       make(chan struct{}, 1),
-		changes:    make(chan registry.Event, changesBuffer),
+		feed:       registry.NewFeed(changesBuffer),
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
@@ -112,7 +109,7 @@ func Open(ctx context.Context, opts Options, logger *slog.Logger) (*Store, error
 
 // Register stores in, replacing an instance with the same service and id.
 func (s *Store) Register(ctx context.Context, in registry.Instance) (registry.Event, error) {
-	if err := checkInstance(in); err != nil {
+	if err := registry.ValidateStored(in); err != nil {
 		return registry.Event{}, err
 	}
 	if err := s.available("register"); err != nil {
@@ -380,7 +377,7 @@ func (s *Store) Snapshot(ctx context.Context) (registry.Snapshot, error) {
 
 // Changes delivers this store's events and those of every other Saga
 // process on the same Redis.
-func (s *Store) Changes() <-chan registry.Event { return s.changes }
+func (s *Store) Changes() <-chan registry.Event { return s.feed.C() }
 
 // Ping reports whether Redis answers.
 func (s *Store) Ping(ctx context.Context) error {
@@ -401,10 +398,7 @@ func (s *Store) Close() error {
 		s.cancel()
 		_ = s.pubsub.Close()
 		s.wg.Wait()
-		s.feedMu.Lock()
-		s.closed = true
-		close(s.changes)
-		s.feedMu.Unlock()
+		s.feed.Close()
 		err = s.client.Close()
 	})
 	return err
@@ -471,19 +465,6 @@ func newRev() uint64 {
 			return rev
 		}
 	}
-}
-
-func checkInstance(in registry.Instance) error {
-	if err := registry.ValidateName("service", in.Service); err != nil {
-		return err
-	}
-	if err := registry.ValidateName("id", in.ID); err != nil {
-		return err
-	}
-	if in.TTLSeconds < registry.MinTTLSeconds || in.TTLSeconds > registry.MaxTTLSeconds {
-		return &registry.FieldError{Field: "ttl_seconds", Message: fmt.Sprintf("%d is out of range %d-%d", in.TTLSeconds, registry.MinTTLSeconds, registry.MaxTTLSeconds)}
-	}
-	return registry.ValidateStatus(in.Status)
 }
 
 func isNoScript(err error) bool {
