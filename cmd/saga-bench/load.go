@@ -148,8 +148,9 @@ func merge(parts []result, elapsed time.Duration, unit string) result {
 
 // report collects the rows of the final table.
 type report struct {
-	w    io.Writer
-	rows []row
+	w     io.Writer
+	rows  []row
+	notes []string // printed after the table
 }
 
 type row struct {
@@ -164,6 +165,13 @@ func (r *report) add(scenario, against string, res result) {
 	// Progress as it happens; the aligned table comes at the end.
 	fmt.Fprintf(r.w, "  %s against %s: %.0f %s/s, p50 %s, p99 %s, %d failed\n", scenario, against,
 		res.rate(), res.unit, round(res.percentile(0.50)), round(res.percentile(0.99)), res.failed)
+}
+
+// note prints what a scenario has to say beside its rows, now and again
+// after the table.
+func (r *report) note(scenario, msg string) {
+	r.notes = append(r.notes, scenario+": "+msg)
+	fmt.Fprintf(r.w, "  %s: %s\n", scenario, msg)
 }
 
 // flush prints the table; a saga row shows its share of the ceiling's
@@ -186,6 +194,9 @@ func (r *report) flush() {
 			res.rate(), round(res.percentile(0.50)), round(res.percentile(0.99)), round(res.percentile(1)), share)
 	}
 	_ = tw.Flush()
+	for _, n := range r.notes {
+		fmt.Fprintln(r.w, n)
+	}
 	for _, row := range r.rows {
 		if row.res.firstErr != "" {
 			fmt.Fprintf(r.w, "%s against %s: first failure: %s\n", row.scenario, row.against, row.res.firstErr)

@@ -1,12 +1,15 @@
 // Command saga-bench drives a running Saga server over loopback with
 // concurrent clients and prints throughput and latency per scenario:
-// lookup, heartbeat, register and watch (blocking-query wake-up).
+// lookup, heartbeat, register and watch (blocking-query wake-up), and, when
+// asked for, big (lookups of a small service beside a big one that many
+// clients read).
 //
 // With -ceiling it also starts a bare net/http server, in a process of its
 // own, that answers with the very bytes Saga answered, and measures it the
 // same way: the figures then sit next to what the machine can do at best.
 //
 //	saga-bench -addr 127.0.0.1:8030 -c 32 -d 10s -scenario all -ceiling
+//	saga-bench -addr 127.0.0.1:8030 -d 60s -scenario big -instances 200000 -pid 1234
 package main
 
 import (
@@ -18,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -46,9 +50,20 @@ type config struct {
 	// short by default, so that they leave the server soon after the run.
 	registerTTL time.Duration
 	rounds      int
+	// readers is how many clients read the big scenario's big service.
+	readers int
+	// pid is the server's process id, for its peak RSS; 0: not known.
+	pid int
+	// keep leaves the big scenario's instances on the server.
+	keep bool
 }
 
+// allScenarios are the scenarios that all runs.
 var allScenarios = []string{"lookup", "heartbeat", "register", "watch"}
+
+// knownScenarios adds those that run only when named: big registers a
+// large service and reads it hard, for minutes at full size.
+var knownScenarios = append(slices.Clone(allScenarios), "big")
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("saga-bench", flag.ContinueOnError)
@@ -62,12 +77,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.IntVar(&cfg.clients, "c", 32, "concurrent clients")
 	fs.DurationVar(&cfg.duration, "d", 10*time.Second, "measured duration of each scenario")
 	fs.DurationVar(&cfg.warmup, "warmup", time.Second, "unmeasured load before each measurement")
-	fs.StringVar(&scenario, "scenario", "all", "lookup, heartbeat, register, watch, or all (comma-separated list allowed)")
+	fs.StringVar(&scenario, "scenario", "all", "lookup, heartbeat, register, watch, big, or all (all but big; comma-separated list allowed)")
 	fs.BoolVar(&cfg.ceiling, "ceiling", false, "also measure a bare net/http server answering the same bytes")
 	fs.IntVar(&cfg.rounds, "rounds", 5, "with -ceiling, alternate between Saga and the ceiling this many times")
-	fs.IntVar(&cfg.instances, "instances", 10, "instances of the service that lookup reads")
+	fs.IntVar(&cfg.instances, "instances", 10, "instances of the service that lookup (or big) reads")
 	fs.DurationVar(&cfg.registerTTL, "ttl", 30*time.Second, "TTL of the instances that register creates")
 	fs.IntVar(&cfg.watchers, "watchers", 1, "blocking queries waiting on the service that watch changes")
+	fs.IntVar(&cfg.readers, "readers", 8, "clients that read the big service of big")
+	fs.IntVar(&cfg.pid, "pid", 0, "the server's process id, for big to report its peak RSS from /proc")
+	fs.BoolVar(&cfg.keep, "keep", false, "leave the instances of big registered after the run")
 	fs.StringVar(&serve, "serve-ceiling", "", "internal: serve the answers in this file as the ceiling server")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -87,8 +105,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintln(stderr, "saga-bench: "+err.Error())
 		return 2
 	}
-	if cfg.clients < 1 || cfg.duration <= 0 || cfg.instances < 1 || cfg.watchers < 1 || cfg.rounds < 1 || cfg.registerTTL < time.Second {
-		fmt.Fprintln(stderr, "saga-bench: -c, -d, -instances, -watchers and -rounds must be positive, -ttl at least 1s")
+	if cfg.clients < 1 || cfg.duration <= 0 || cfg.instances < 1 || cfg.watchers < 1 || cfg.rounds < 1 || cfg.readers < 1 || cfg.pid < 0 || cfg.registerTTL < time.Second {
+		fmt.Fprintln(stderr, "saga-bench: -c, -d, -instances, -watchers, -readers and -rounds must be positive, -pid not negative, -ttl at least 1s")
 		return 2
 	}
 	if err := bench(ctx, cfg, stdout); err != nil {
@@ -105,12 +123,8 @@ func parseScenarios(s string) ([]string, error) {
 	var out []string
 	for _, name := range strings.Split(s, ",") {
 		name = strings.TrimSpace(name)
-		known := false
-		for _, k := range allScenarios {
-			known = known || k == name
-		}
-		if !known {
-			return nil, fmt.Errorf("scenario: %q must be one of %s or all", name, strings.Join(allScenarios, ", "))
+		if !slices.Contains(knownScenarios, name) {
+			return nil, fmt.Errorf("scenario: %q must be one of %s or all", name, strings.Join(knownScenarios, ", "))
 		}
 		out = append(out, name)
 	}
@@ -119,7 +133,8 @@ func parseScenarios(s string) ([]string, error) {
 
 // bench runs the scenarios against Saga (and the ceiling) and prints a table.
 func bench(ctx context.Context, cfg config, stdout io.Writer) error {
-	target, err := newTarget(cfg.addr, cfg.clients)
+	// big keeps its readers and four more clients busy at once.
+	target, err := newTarget(cfg.addr, max(cfg.clients, cfg.readers+4))
 	if err != nil {
 		return err
 	}
@@ -156,6 +171,9 @@ func runScenario(ctx context.Context, name string, saga *target, cfg config, run
 		return err
 	}
 	defer sc.cleanup()
+	for _, n := range sc.takeNotes() {
+		report.note(name, n)
+	}
 
 	var ceiling *ceilingServer
 	rounds := 1
@@ -191,6 +209,9 @@ func runScenario(ctx context.Context, name string, saga *target, cfg config, run
 	}
 	for _, m := range combineRounds(ceilingRows) {
 		report.add(name+m.label, "ceiling", m.res)
+	}
+	for _, n := range sc.takeNotes() {
+		report.note(name, n)
 	}
 	return nil
 }

@@ -61,12 +61,56 @@ func TestEveryScenarioAgainstSagaAndTheCeiling(t *testing.T) {
 	}
 }
 
+// TestBigScenario runs big at a tiny size: 2,000 instances, still enough
+// for the view to treat the answer as a big one.
+func TestBigScenario(t *testing.T) {
+	srv := clienttest.Start(t, clienttest.Options{})
+	var out, errOut bytes.Buffer
+	args := []string{"-addr", srv.URL, "-scenario", "big", "-instances", "2000", "-c", "8", "-readers", "2",
+		"-d", "1500ms", "-warmup", "0", "-pid", strconv.Itoa(os.Getpid())}
+	if code := run(t.Context(), args, strings.NewReader(""), &out, &errOut); code != 0 {
+		t.Fatalf("saga-bench exited %d: %s\n%s", code, errOut.String(), out.String())
+	}
+	rows := tableRows(t, out.String())
+	for _, want := range []string{"big (small service) saga", "big (big service) saga", "big (heartbeat) saga", "big (register) saga"} {
+		row, ok := rows[want]
+		if !ok {
+			t.Errorf("no row for %q in:\n%s", want, out.String())
+			continue
+		}
+		if row.ok == 0 || row.failed != 0 {
+			t.Errorf("%s: %d ok, %d failed; want some and none:\n%s", want, row.ok, row.failed, out.String())
+		}
+	}
+	for _, want := range []string{"registered 2000 instances", "peaks during the measured run", "RSS", "heap in use"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("no %q in:\n%s", want, out.String())
+		}
+	}
+	if _, err := os.Stat("/proc/self/status"); err == nil && !strings.Contains(out.String(), "(VmHWM)") {
+		t.Errorf("no peak RSS of the process in:\n%s", out.String())
+	}
+
+	// Nothing is left behind: not the 2,000, nor those registered during
+	// the run, nor the small service's.
+	catalog, err := clientFor(t, srv.URL).Services(t.Context(), client.QueryOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range catalog.Services {
+		if s.Instances > 0 {
+			t.Errorf("service %s still has %d instances after the run", s.Name, s.Instances)
+		}
+	}
+}
+
 func TestBadFlags(t *testing.T) {
 	tests := []struct {
 		args []string
 		want string
 	}{
-		{[]string{"-scenario", "fetch"}, `scenario: "fetch" must be one of lookup, heartbeat, register, watch or all`},
+		{[]string{"-scenario", "fetch"}, `scenario: "fetch" must be one of lookup, heartbeat, register, watch, big or all`},
+		{[]string{"-scenario", "big", "-readers", "0"}, "must be positive"},
 		{[]string{"-c", "0"}, "must be positive"},
 		{[]string{"-addr", "ftp://x"}, "scheme must be http or https"},
 	}

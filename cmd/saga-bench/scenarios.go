@@ -22,6 +22,7 @@ type scenario struct {
 	next    requestFunc // the requests of a load scenario
 	want    int         // the status they answer with
 	watched string      // the service of the watch scenario
+	big     *bigLoad    // the big scenario's services
 	answer  *answer     // what Saga answered, for the ceiling; nil when no ceiling applies
 	cleanup func()
 }
@@ -44,7 +45,21 @@ func (s *scenario) measure(ctx context.Context, t *target, cfg config) ([]measur
 	if s.watched != "" {
 		return measureWatch(ctx, t, cfg, s.watched)
 	}
+	if s.big != nil {
+		return s.big.measure(ctx, t, cfg)
+	}
 	return []measured{{res: load(ctx, t, cfg, s.next, s.want)}}, nil
+}
+
+// takeNotes returns what the scenario has to say beside its rows since it
+// was last asked.
+func (s *scenario) takeNotes() []string {
+	if s.big == nil {
+		return nil
+	}
+	notes := s.big.notes
+	s.big.notes = nil
+	return notes
 }
 
 // setupScenario registers what the scenario needs and captures one real answer.
@@ -109,6 +124,11 @@ func setupScenario(ctx context.Context, name string, saga *target, cfg config, r
 			return nil, err
 		}
 		sc.watched = service
+		return sc, nil
+	case "big":
+		if err := setupBig(ctx, saga, cfg, service, sc); err != nil {
+			return nil, err
+		}
 		return sc, nil
 	}
 

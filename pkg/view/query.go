@@ -70,7 +70,7 @@ func (q Query) key() string {
 	return string(q.Status) + "\x01" + strings.Join(tags, "\x00") + "\x01" + strings.Join(meta, "\x01")
 }
 
-func (q Query) matches(in registry.Instance) bool {
+func (q Query) matches(in *registry.Instance) bool {
 	if !q.Status.keeps(in.Status) {
 		return false
 	}
@@ -152,24 +152,34 @@ func (v *View) Lookup(serviceName string, q Query) ([]registry.Instance, uint64)
 		v.mu.RUnlock()
 		return []registry.Instance{}, 0
 	}
-	found, _ := collectLocked(svc, q, now)
+	list := svc.instances.pointers()
 	index := svc.index
 	v.mu.RUnlock()
-	for i := range found {
-		found[i] = found[i].Clone()
-	}
+	found, _ := collect(list, q, now)
 	sortByID(found)
-	return found, index
+	out := make([]registry.Instance, len(found))
+	for i, in := range found {
+		out[i] = in.Clone()
+	}
+	return out, index
 }
 
-// collectLocked returns the live instances of svc that match q, unsorted,
-// and the earliest deadline among them. The copies share their tags and
-// metadata with the view, which never modifies them in place: callers
-// that hand them out clone them.
-func collectLocked(svc *service, q Query, now time.Time) ([]registry.Instance, time.Time) {
-	found := []registry.Instance{}
+// collectLocked returns the live instances of svc that match q (see
+// collect). Callers hold the view's lock.
+func collectLocked(svc *service, q Query, now time.Time) ([]*registry.Instance, time.Time) {
+	return collect(svc.instances.pointers(), q, now)
+}
+
+// collect keeps the instances of list that are live at now and match q,
+// in list's own array, and returns them with the earliest deadline among
+// them. The instances are the view's own, which it never modifies, so no
+// lock is needed: callers copy the list under the lock (a memmove, short
+// even for 200,000 instances) and filter after letting go of it, cloning
+// what they hand out.
+func collect(list []*registry.Instance, q Query, now time.Time) ([]*registry.Instance, time.Time) {
+	found := list[:0]
 	var earliest time.Time
-	for _, in := range svc.instances {
+	for _, in := range list {
 		if !in.Live(now) || !q.matches(in) {
 			continue
 		}
@@ -178,11 +188,12 @@ func collectLocked(svc *service, q Query, now time.Time) ([]registry.Instance, t
 			earliest = in.ExpiresAt
 		}
 	}
+	clear(list[len(found):]) // let go of what was filtered out
 	return found, earliest
 }
 
-func sortByID(list []registry.Instance) {
-	slices.SortFunc(list, func(a, b registry.Instance) int { return strings.Compare(a.ID, b.ID) })
+func sortByID(list []*registry.Instance) {
+	slices.SortFunc(list, func(a, b *registry.Instance) int { return strings.Compare(a.ID, b.ID) })
 }
 
 // lookupBody is the JSON answer of GET /api/v1/services/{service}.
@@ -229,19 +240,29 @@ func (v *View) LookupJSON(serviceName string, q Query) ([]byte, uint64) {
 		v.hits.Add(1)
 		return e.body, e.index
 	}
-	if f := svc.flights[key]; f != nil && f.version == svc.version && f.renewed == svc.renewed {
+	// Join an encoding under way of the same state; for a big service,
+	// one that only heartbeats have overtaken (as its cached answer would).
+	if f := svc.flights[key]; f != nil && f.version == svc.version &&
+		(f.renewed == svc.renewed || svc.instances.len() >= bigAnswer) {
 		v.mu.Unlock()
 		<-f.done
 		v.hits.Add(1)
 		return f.body, f.index
 	}
-	f := &flight{done: make(chan struct{}), version: svc.version, renewed: svc.renewed, index: svc.index}
+	f := &flight{done: make(chan struct{}), version: svc.version, renewed: svc.renewed}
 	if svc.flights == nil {
 		svc.flights = map[string]*flight{}
 	}
 	svc.flights[key] = f
-	found, earliest := collectLocked(svc, q, now)
 	v.mu.Unlock()
+
+	// Copy the pointers under the read lock (short even for a big
+	// service), then filter, sort and encode with no lock held.
+	v.mu.RLock()
+	list := svc.instances.pointers()
+	f.index = svc.index
+	v.mu.RUnlock()
+	found, earliest := collect(list, q, now)
 
 	v.misses.Add(1)
 	big := len(found) >= bigAnswer
@@ -249,7 +270,7 @@ func (v *View) LookupJSON(serviceName string, q Query) ([]byte, uint64) {
 		v.bigEncodes <- struct{}{}
 	}
 	sortByID(found)
-	f.body = mustEncode(lookupBody{Service: serviceName, Index: f.index, Instances: found})
+	f.body = appendLookup(make([]byte, 0, lookupSizeHint(serviceName, found)), serviceName, f.index, found)
 	if big {
 		<-v.bigEncodes
 	}
@@ -338,7 +359,7 @@ func (v *View) catalogLocked(now time.Time) ([]CatalogEntry, time.Time) {
 			continue
 		}
 		entries = append(entries, CatalogEntry{Name: name, Instances: c.Instances, Passing: c.Passing})
-		for _, in := range svc.instances {
+		for _, in := range svc.instances.all() {
 			if in.Live(now) && (earliest.IsZero() || in.ExpiresAt.Before(earliest)) {
 				earliest = in.ExpiresAt
 			}

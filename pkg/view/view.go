@@ -54,7 +54,9 @@ type View struct {
 // service is one service in the view.
 type service struct {
 	index     uint64
-	instances map[string]registry.Instance
+	// instances are never modified once stored: a change stores a new
+	// copy, so readers may hold them after letting go of the lock.
+	instances *instanceSet
 	// version grows with every change to the service, heartbeats included;
 	// cache entries made at an older version are stale.
 	version uint64
@@ -112,7 +114,7 @@ func (v *View) Stats() Stats {
 	defer v.mu.RUnlock()
 	size := 0
 	for _, svc := range v.services {
-		size += len(svc.instances)
+		size += svc.instances.len()
 	}
 	return Stats{
 		Size:        size,
@@ -265,22 +267,22 @@ func (v *View) replaceLocked(name string, cur, next *service, held []registry.Ev
 
 // fromSnapshot builds a service from its snapshot.
 func fromSnapshot(ss registry.ServiceSnapshot) *service {
-	svc := &service{index: ss.Index, instances: make(map[string]registry.Instance, len(ss.Instances))}
+	svc := &service{index: ss.Index, instances: newInstanceSet(len(ss.Instances))}
 	for _, in := range ss.Instances {
-		svc.instances[in.ID] = normalized(in)
+		svc.instances.set(normalized(in))
 	}
 	return svc
 }
 
 // sameButDeadlines reports whether a snapshot holds exactly the instances
 // in m, up to what heartbeats change.
-func sameButDeadlines(m map[string]registry.Instance, list []registry.Instance) bool {
-	if len(m) != len(list) {
+func sameButDeadlines(m *instanceSet, list []registry.Instance) bool {
+	if m.len() != len(list) {
 		return false
 	}
 	for _, in := range list {
-		cur, ok := m[in.ID]
-		if !ok || !sameButDeadline(cur, in) {
+		cur, ok := m.get(in.ID)
+		if !ok || !sameButDeadline(*cur, in) {
 			return false
 		}
 	}
@@ -292,11 +294,9 @@ func sameButDeadlines(m map[string]registry.Instance, list []registry.Instance) 
 func (svc *service) renewFrom(list []registry.Instance) bool {
 	moved := false
 	for _, in := range list {
-		cur := svc.instances[in.ID]
-		if in.ExpiresAt.After(cur.ExpiresAt) {
-			cur.ExpiresAt = in.ExpiresAt.UTC()
-			cur.LastHeartbeat = in.LastHeartbeat.UTC()
-			svc.instances[in.ID] = cur
+		cur, ok := svc.instances.get(in.ID)
+		if ok && in.ExpiresAt.After(cur.ExpiresAt) {
+			svc.instances.set(renewed(cur, in))
 			moved = true
 		}
 	}
@@ -306,15 +306,22 @@ func (svc *service) renewFrom(list []registry.Instance) bool {
 // keepLaterDeadlines takes, for every instance that old holds in the same
 // registration, old's deadline when it is later: a heartbeat the view
 // applied after the snapshot was read.
-func (svc *service) keepLaterDeadlines(old map[string]registry.Instance) {
-	for id, in := range svc.instances {
-		prev, ok := old[id]
+func (svc *service) keepLaterDeadlines(old *instanceSet) {
+	for id, in := range svc.instances.all() {
+		prev, ok := old.get(id)
 		if ok && prev.RegisteredAt.Equal(in.RegisteredAt) && prev.ExpiresAt.After(in.ExpiresAt) {
-			in.ExpiresAt = prev.ExpiresAt
-			in.LastHeartbeat = prev.LastHeartbeat
-			svc.instances[id] = in
+			svc.instances.set(renewed(in, *prev))
 		}
 	}
+}
+
+// renewed returns a copy of cur with the deadline and last heartbeat of
+// later: the instances in the view are never modified in place.
+func renewed(cur *registry.Instance, later registry.Instance) *registry.Instance {
+	out := *cur
+	out.ExpiresAt = later.ExpiresAt.UTC()
+	out.LastHeartbeat = later.LastHeartbeat.UTC()
+	return &out
 }
 
 // Apply brings one store event into the view, whichever way it came (the
@@ -341,13 +348,11 @@ func (v *View) Apply(ev registry.Event) {
 		if svc == nil {
 			return
 		}
-		cur, ok := svc.instances[ev.Instance.ID]
+		cur, ok := svc.instances.get(ev.Instance.ID)
 		if !ok || !ev.Instance.ExpiresAt.After(cur.ExpiresAt) {
 			return
 		}
-		cur.ExpiresAt = ev.Instance.ExpiresAt.UTC()
-		cur.LastHeartbeat = ev.Instance.LastHeartbeat.UTC()
-		svc.instances[cur.ID] = cur
+		svc.instances.set(renewed(cur, ev.Instance))
 		v.renewLocked(svc)
 	}
 }
@@ -395,9 +400,9 @@ func (svc *service) holdsLaterChange(id string, index uint64) bool {
 func (svc *service) setContent(ev registry.Event) {
 	switch ev.Type {
 	case registry.EventRegistered, registry.EventUpdated:
-		svc.instances[ev.Instance.ID] = normalized(ev.Instance)
+		svc.instances.set(normalized(ev.Instance))
 	case registry.EventDeregistered, registry.EventExpired:
-		delete(svc.instances, ev.Instance.ID)
+		svc.instances.remove(ev.Instance.ID)
 	}
 }
 
@@ -421,7 +426,7 @@ func (v *View) Lagging(after time.Duration) bool {
 func (v *View) serviceLocked(name string) *service {
 	svc := v.services[name]
 	if svc == nil {
-		svc = &service{instances: map[string]registry.Instance{}}
+		svc = &service{instances: newInstanceSet(0)}
 		v.services[name] = svc
 	}
 	return svc
@@ -559,7 +564,7 @@ func (v *View) Instance(serviceName, id string) (registry.Instance, bool) {
 	if svc == nil {
 		return registry.Instance{}, false
 	}
-	in, ok := svc.instances[id]
+	in, ok := svc.instances.get(id)
 	if !ok || !in.Live(now) {
 		return registry.Instance{}, false
 	}
@@ -588,7 +593,7 @@ func (v *View) Health(serviceName string) (Counts, uint64) {
 
 func countLive(svc *service, now time.Time) Counts {
 	var c Counts
-	for _, in := range svc.instances {
+	for _, in := range svc.instances.all() {
 		if !in.Live(now) {
 			continue
 		}
@@ -614,12 +619,12 @@ func indexOf(svc *service) uint64 {
 
 // normalized copies an instance for keeping, with its times in UTC so the
 // JSON always reads as UTC.
-func normalized(in registry.Instance) registry.Instance {
+func normalized(in registry.Instance) *registry.Instance {
 	out := in.Clone()
 	out.RegisteredAt = out.RegisteredAt.UTC()
 	out.LastHeartbeat = out.LastHeartbeat.UTC()
 	out.ExpiresAt = out.ExpiresAt.UTC()
-	return out
+	return &out
 }
 
 // diff turns the change of one service between two loads into the public
@@ -627,7 +632,7 @@ func normalized(in registry.Instance) registry.Instance {
 // had passed is reported as expired, any other as deregistered.
 func diff(name string, before, after *service, now time.Time) []registry.Event {
 	index := indexOf(after)
-	var old, cur map[string]registry.Instance
+	old, cur := newInstanceSet(0), newInstanceSet(0)
 	if before != nil {
 		old = before.instances
 	}
@@ -636,24 +641,24 @@ func diff(name string, before, after *service, now time.Time) []registry.Event {
 	}
 	var events []registry.Event
 	for _, id := range sortedIDs(old) {
-		in := old[id]
-		if _, ok := cur[id]; ok {
+		in, _ := old.get(id)
+		if _, ok := cur.get(id); ok {
 			continue
 		}
 		typ := registry.EventDeregistered
 		if !in.Live(now) {
 			typ = registry.EventExpired
 		}
-		events = append(events, registry.Event{Type: typ, Service: name, Instance: in, Index: index})
+		events = append(events, registry.Event{Type: typ, Service: name, Instance: *in, Index: index})
 	}
 	for _, id := range sortedIDs(cur) {
-		in := cur[id]
-		prev, ok := old[id]
+		in, _ := cur.get(id)
+		prev, ok := old.get(id)
 		switch {
 		case !ok:
-			events = append(events, registry.Event{Type: registry.EventRegistered, Service: name, Instance: in, Index: index})
-		case !sameButDeadline(prev, in):
-			events = append(events, registry.Event{Type: registry.EventUpdated, Service: name, Instance: in, Index: index})
+			events = append(events, registry.Event{Type: registry.EventRegistered, Service: name, Instance: *in, Index: index})
+		case !sameButDeadline(*prev, *in):
+			events = append(events, registry.Event{Type: registry.EventUpdated, Service: name, Instance: *in, Index: index})
 		}
 	}
 	return events
@@ -667,8 +672,8 @@ func sameButDeadline(a, b registry.Instance) bool {
 		slices.Equal(a.Tags, b.Tags) && maps.Equal(a.Metadata, b.Metadata)
 }
 
-func sortedIDs(m map[string]registry.Instance) []string {
-	ids := slices.Collect(maps.Keys(m))
+func sortedIDs(m *instanceSet) []string {
+	ids := slices.Collect(maps.Keys(m.pos))
 	slices.Sort(ids)
 	return ids
 }
