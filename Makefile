@@ -11,6 +11,7 @@ COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 DATE     ?= $(shell git log -1 --format=%cI 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 GOFLAGS_BUILD := -trimpath -ldflags "$(LDFLAGS)"
+BUILD_SAGA := CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN) ./cmd/saga
 GOLANGCI_LINT_VERSION := v2.15.0
 
 # Root, or sudo when there is one: for installing test dependencies with apt.
@@ -24,11 +25,42 @@ help: ## List the targets
 
 .PHONY: build
 build: ## Build bin/saga, stamped with version, commit and date
-	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN) ./cmd/saga
+	$(BUILD_SAGA)
 
 .PHONY: run
 run: build ## Run Saga in the foreground on 127.0.0.1:8030 (embedded store)
 	./$(BIN) serve
+
+# saga-watch rebuilds when a Go file that goes into bin/saga, go.mod or
+# go.sum is changed, added or removed; a failed build leaves the running
+# server alone. It waits on inotifywait when there is one and polls every
+# second otherwise: no tool to install. Ctrl-C reaches the server too, which
+# drains and exits; the loop waits for it, then stops.
+WATCH_DIRS := cmd pkg init
+
+.PHONY: saga-watch
+saga-watch: build ## Run Saga like `make run`, rebuilt and restarted whenever a Go file changes (Ctrl-C stops)
+	@pid=; stamp=$$(mktemp); next=$$(mktemp); \
+	gofiles() { find $(WATCH_DIRS) -name '*.go' ! -name '*_test.go' -print | LC_ALL=C sort | cksum; }; \
+	changed() { [ "$$(gofiles)" != "$$seen" ] || [ -n "$$(find $(WATCH_DIRS) go.mod go.sum -newer "$$stamp" \( -name go.mod -o -name go.sum -o -name '*.go' \) ! -name '*_test.go' -print | head -n 1)" ]; }; \
+	start() { ./$(BIN) serve & pid=$$!; }; \
+	stop() { if [ -n "$$pid" ]; then kill $$pid 2>/dev/null; wait $$pid 2>/dev/null; pid=; fi; }; \
+	cleanup() { rm -f "$$stamp" "$$next"; }; \
+	trap 'if [ -n "$$pid" ]; then wait $$pid 2>/dev/null; fi; cleanup; exit 0' INT; \
+	trap 'stop; cleanup; exit 143' TERM; \
+	if command -v inotifywait >/dev/null 2>&1; then \
+		how="inotifywait"; pause() { inotifywait -qq -r -t 10 -e close_write,create,delete,move $(WATCH_DIRS) go.mod go.sum || sleep 1; }; \
+	else how="polling every second"; pause() { sleep 1; }; fi; \
+	echo "make saga-watch: watching $(WATCH_DIRS), go.mod and go.sum ($$how); Ctrl-C stops"; \
+	seen=$$(gofiles); start; \
+	while :; do \
+		touch "$$next"; \
+		if ! changed; then pause; continue; fi; \
+		mv -f "$$next" "$$stamp"; next=$$(mktemp); seen=$$(gofiles); \
+		echo "make saga-watch: Go files changed; rebuilding"; \
+		if $(BUILD_SAGA); then stop; start; \
+		else echo "make saga-watch: the build failed; the running saga keeps serving until the next change"; fi; \
+	done
 
 .PHONY: test
 test: test-deps ## Run every test under the race detector (installs redis-server when missing)
@@ -155,12 +187,15 @@ package-lint: package ## lintian and rpmlint on the built packages
 	lintian --fail-on error,warning $(PACKAGE_DIR)/saga_$(PKG_VERSION)-1_$(PKG_ARCH).deb
 	$(SUDO) sh packaging/rpmlint.sh $(PACKAGE_DIR)/saga-$(PKG_VERSION)-1.*.rpm
 
+# The release image: this machine's build of the binary in a staged context,
+# with packaging/image/Dockerfile (no base image pulled). The top-level
+# Dockerfile builds the same image from source in the Go image.
 .PHONY: image
 image: package-assets ## Build the OCI image saga:VERSION from scratch with docker or podman
 	@[ -n "$(CONTAINER_ENGINE)" ] || { echo "make: neither a docker engine nor podman is available (make package-deps)"; exit 1; }
 	rm -rf bin/image && mkdir -p bin/image/packaging/image bin/image/$(ASSETS_DIR)
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(PKG_ARCH) $(GO) build $(GOFLAGS_BUILD) -o bin/image/saga ./cmd/saga
-	cp Dockerfile .dockerignore bin/image/
+	cp packaging/image/Dockerfile bin/image/
 	cp -R packaging/image/. bin/image/packaging/image/
 	cp $(ASSETS_DIR)/ca-certificates.crt bin/image/$(ASSETS_DIR)/
 	$(CONTAINER_ENGINE) $(ENGINE_FLAGS) build $(IMAGE_BUILD_FLAGS) --platform linux/$(PKG_ARCH) \

@@ -58,6 +58,12 @@ func newServiceCmds(a *app) []*cobra.Command {
 // the configuration name. serveArgs follow "serve" on the service's
 // command line.
 func (a *app) serviceManager(cmd *cobra.Command, user bool, serveArgs []string) (*osservice.Manager, error) {
+	return a.serviceManagerFor(cmd, user, serveArgs, "")
+}
+
+// serviceManagerFor is serviceManager for a service that runs executable
+// (an absolute path, symlinks resolved), or the running binary when it is "".
+func (a *app) serviceManagerFor(cmd *cobra.Command, user bool, serveArgs []string, executable string) (*osservice.Manager, error) {
 	cfg, err := config.Load(config.Options{Getenv: a.getenv, Flags: configFlags(cmd), System: !user && config.IsSystem()})
 	if err != nil {
 		return nil, err
@@ -65,6 +71,9 @@ func (a *app) serviceManager(cmd *cobra.Command, user bool, serveArgs []string) 
 	host, err := osservice.CurrentHost(a.getenv)
 	if err != nil {
 		return nil, err
+	}
+	if executable != "" {
+		host.Executable = executable
 	}
 	opts := osservice.Options{
 		Name:    cfg.Service.Name,

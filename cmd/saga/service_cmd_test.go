@@ -62,7 +62,8 @@ func TestInstallRejectsBadFlagsFirst(t *testing.T) {
 func TestSetupWritesConfigOnceAndKeepsIt(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "etc-saga")
 	env := map[string]string{"HOME": t.TempDir(), "SAGA_CONFIG_DIR": dir}
-	stdout, stderr, code := runInProcess(t, env, "setup", "--no-service", "--non-interactive")
+	binDir := t.TempDir() // never the machine's own
+	stdout, stderr, code := runInProcess(t, env, "setup", "--no-service", "--non-interactive", "--bin-dir", binDir)
 	file := filepath.Join(dir, "config.toml")
 	if code != 0 || !strings.Contains(stdout, "Created "+file) {
 		t.Fatalf("setup: exit %d, %q %q; want it to create %s", code, stdout, stderr, file)
@@ -74,7 +75,7 @@ func TestSetupWritesConfigOnceAndKeepsIt(t *testing.T) {
 	if err := os.WriteFile(file, edited, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	stdout, _, code = runInProcess(t, env, "setup", "--no-service", "--non-interactive")
+	stdout, _, code = runInProcess(t, env, "setup", "--no-service", "--non-interactive", "--bin-dir", binDir)
 	if got, _ := os.ReadFile(file); code != 0 || string(got) != string(edited) || !strings.Contains(stdout, "Kept the existing") {
 		t.Errorf("second setup: exit %d, %q, file now %q; want the operator's file kept", code, stdout, got)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/mattn/go-isatty"
@@ -18,16 +19,20 @@ import (
 type setupFlags struct {
 	systemd, launchd, noService bool
 	nonInteractive              bool
+	binDir                      string // "": osservice.Host.BinDir
 }
 
 func newSetupCmd(a *app) *cobra.Command {
 	var flags setupFlags
 	cmd := &cobra.Command{
-		Use:   "setup [--systemd|--launchd|--no-service] [--non-interactive]",
-		Short: "Create the configuration and, on a server, install and start the service",
+		Use:   "setup [--systemd|--launchd|--no-service] [--non-interactive] [--bin-dir DIR]",
+		Short: "Create the configuration, put saga on the PATH and, on a server, install and start the service",
 		Long: "Create the configuration directory and a commented config.toml (an existing\n" +
-			"file is kept), then, where this looks like a server (not a container, not CI,\n" +
-			"a service manager present, root on Linux), install and start the service.\n" +
+			"file is kept). Unless this saga is the installed one already (the saga on\n" +
+			"PATH, or a package manager's), copy it to /usr/local/bin/saga as root, else\n" +
+			"to ~/.local/bin/saga (--bin-dir chooses another directory). Then, where this\n" +
+			"looks like a server (not a container, not CI, a service manager present, root\n" +
+			"on Linux), install and start the service, running the installed saga.\n" +
 			"--systemd or --launchd insist on that service manager; --no-service skips it.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return a.setup(cmd, flags) },
@@ -35,8 +40,9 @@ func newSetupCmd(a *app) *cobra.Command {
 	f := cmd.Flags()
 	f.BoolVar(&flags.systemd, "systemd", false, "install a systemd service (Linux)")
 	f.BoolVar(&flags.launchd, "launchd", false, "install a launchd job (macOS)")
-	f.BoolVar(&flags.noService, "no-service", false, "only write the configuration")
+	f.BoolVar(&flags.noService, "no-service", false, "install no service")
 	f.BoolVar(&flags.nonInteractive, "non-interactive", false, "ask nothing; take the defaults")
+	f.StringVar(&flags.binDir, "bin-dir", "", "copy this saga into `DIR` when it is not the installed one (default "+osservice.SystemBinDir+" as root, else ~/.local/bin)")
 	cmd.MarkFlagsMutuallyExclusive("systemd", "launchd", "no-service")
 	return cmd
 }
@@ -57,6 +63,10 @@ func (a *app) setup(cmd *cobra.Command, flags setupFlags) error {
 	case fileExists(path):
 		a.say("Kept the existing %s.", path)
 	default:
+		return err
+	}
+	executable, copied, err := a.placeBinary(host, flags.binDir)
+	if err != nil {
 		return err
 	}
 
@@ -89,7 +99,7 @@ func (a *app) setup(cmd *cobra.Command, flags setupFlags) error {
 		return nil
 	}
 
-	m, err := a.serviceManager(cmd, user, nil)
+	m, err := a.serviceManagerFor(cmd, user, nil, executable)
 	if err != nil {
 		return err
 	}
@@ -97,8 +107,8 @@ func (a *app) setup(cmd *cobra.Command, flags setupFlags) error {
 	if err != nil {
 		return err
 	}
-	switch state {
-	case osservice.StateNotInstalled:
+	switch {
+	case state == osservice.StateNotInstalled:
 		done, err := m.Install(cmd.Context())
 		if err != nil {
 			return err
@@ -106,16 +116,58 @@ func (a *app) setup(cmd *cobra.Command, flags setupFlags) error {
 		if err := a.reportInstalled(cmd, m, done, user); err != nil {
 			return err
 		}
-	case osservice.StateStopped:
+	case state == osservice.StateStopped:
 		if err := m.Start(cmd.Context()); err != nil {
 			return err
 		}
 		a.say("The service was installed already; started it.")
+	case copied:
+		a.say("The service is installed and running already; `saga restart` makes it run the saga just installed.")
 	default:
 		a.say("The service is installed and running already.")
 	}
 	a.say("Next: `saga health` checks the server; edit %s and run `saga restart` to reconfigure.", path)
 	return nil
+}
+
+// placeBinary puts this saga on the PATH unless it is the installed one
+// already (osservice.Host.PlaceBinary), says in one line what it did, and
+// returns the saga a service should run and whether it was copied just now.
+// dir is --bin-dir; "" picks the directory for this user.
+func (a *app) placeBinary(host osservice.Host, dir string) (executable string, copied bool, err error) {
+	if dir == "" {
+		dir = host.BinDir(a.home())
+	}
+	if host.GOOS == "windows" || dir == "" {
+		return host.Executable, false, nil
+	}
+	if dir, err = filepath.Abs(dir); err != nil {
+		return "", false, fmt.Errorf("--bin-dir: %w", err)
+	}
+	done, err := host.PlaceBinary(dir)
+	if err != nil {
+		return "", false, err
+	}
+	switch done.Outcome {
+	case osservice.BinaryCopied:
+		switch done.OnPath {
+		case done.Path:
+			a.say("Installed this saga as %s.", done.Path)
+		case "":
+			a.say("Installed this saga as %s; add %s to PATH to run it as `saga`.", done.Path, dir)
+		default:
+			a.say("Installed this saga as %s, but PATH finds %s first.", done.Path, done.OnPath)
+		}
+	case osservice.BinaryInstalled:
+		a.say("This saga is the installed one (%s); nothing to copy.", done.Installed)
+	case osservice.BinaryPackaged:
+		if done.Installed == host.Executable {
+			a.say("This saga came with a package manager (%s), which keeps it up to date; nothing to copy.", done.Installed)
+		} else {
+			a.say("Not copying this saga: PATH finds %s, which a package manager installed and keeps up to date.", done.Installed)
+		}
+	}
+	return done.Path, done.Outcome == osservice.BinaryCopied, nil
 }
 
 // notAServer says why this machine should not get a service without being

@@ -6,11 +6,16 @@ import (
 	"time"
 )
 
+// DefaultServiceName is the health report's "service" when
+// Options.ServiceName is empty, as the configuration's service.name
+// defaults.
+const DefaultServiceName = "saga"
+
 // healthReport is GET /api/v1/health, with the fields earlier Saga releases
 // reported.
 type healthReport struct {
-	Status        string      `json:"status"` // healthy or degraded
-	Service       string      `json:"service"`
+	Status        string      `json:"status"`  // healthy or degraded
+	Service       string      `json:"service"` // service.name
 	Version       string      `json:"version"`
 	Storage       string      `json:"storage"`
 	Redis         string      `json:"redis,omitempty"` // only with the redis backend
@@ -18,8 +23,12 @@ type healthReport struct {
 	UptimeSeconds int64       `json:"uptime_seconds"`
 }
 
+// cacheReport describes the in-memory view. Size and Instances count what
+// the catalogue (GET /api/v1/services) lists: size counts services, as
+// earlier releases documented it, and instances their live instances.
 type cacheReport struct {
 	Size        int        `json:"size"`
+	Instances   int        `json:"instances"`
 	Hits        uint64     `json:"hits"`
 	Misses      uint64     `json:"misses"`
 	HitRatio    float64    `json:"hit_ratio"`
@@ -31,15 +40,21 @@ type cacheReport struct {
 func (a *API) health(w http.ResponseWriter, r *http.Request) error {
 	storeErr := a.ping(r.Context())
 	stats := a.view.Stats()
+	services, _ := a.view.Catalog()
+	instances := 0
+	for _, s := range services {
+		instances += s.Instances
+	}
 	report := healthReport{
 		Status:  "healthy",
-		Service: "saga",
+		Service: a.serviceName,
 		Version: a.version,
 		Storage: a.storage,
 		Cache: cacheReport{
-			Size:   stats.Size,
-			Hits:   stats.Hits,
-			Misses: stats.Misses,
+			Size:      len(services),
+			Instances: instances,
+			Hits:      stats.Hits,
+			Misses:    stats.Misses,
 		},
 		UptimeSeconds: int64(a.clock.Now().Sub(a.started) / time.Second),
 	}

@@ -53,7 +53,7 @@ type View struct {
 
 // service is one service in the view.
 type service struct {
-	index     uint64
+	index uint64
 	// instances are never modified once stored: a change stores a new
 	// copy, so readers may hold them after letting go of the lock.
 	instances *instanceSet
