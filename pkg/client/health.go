@@ -21,7 +21,8 @@ type HealthReport struct {
 
 // CacheStats describes the server's in-memory view.
 type CacheStats struct {
-	Size        int       `json:"size"`
+	Size        int       `json:"size"`      // services with a live instance
+	Instances   int       `json:"instances"` // their live instances
 	Hits        uint64    `json:"hits"`
 	Misses      uint64    `json:"misses"`
 	HitRatio    float64   `json:"hit_ratio"`
