@@ -5,18 +5,17 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sagaproject/saga/internal/asynctest"
 )
 
 // startTimeout bounds how long a saga process may take to serve; generous,
@@ -28,56 +27,9 @@ type sagaProcess struct {
 	t      *testing.T
 	cmd    *exec.Cmd
 	addr   string // host:port it serves on, once it serves
-	logs   *logBuffer
+	logs   *asynctest.LogBuffer
 	exited chan struct{}
 	err    error // the exit error, after exited is closed
-}
-
-// logBuffer collects a process's stderr and lets tests wait for a line.
-type logBuffer struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	changed chan struct{}
-}
-
-func newLogBuffer() *logBuffer { return &logBuffer{changed: make(chan struct{})} }
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf.Write(p)
-	close(b.changed)
-	b.changed = make(chan struct{})
-	return len(p), nil
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// waitFor returns the first JSON log line whose "msg" is msg.
-func (b *logBuffer) waitFor(msg string, timeout time.Duration, exited <-chan struct{}) (map[string]any, error) {
-	deadline := time.After(timeout)
-	for {
-		b.mu.Lock()
-		text, changed := b.buf.String(), b.changed
-		b.mu.Unlock()
-		for line := range strings.Lines(text) {
-			var rec map[string]any
-			if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == msg {
-				return rec, nil
-			}
-		}
-		select {
-		case <-changed:
-		case <-exited:
-			return nil, fmt.Errorf("saga exited before logging %q", msg)
-		case <-deadline:
-			return nil, fmt.Errorf("no %q log line within %s", msg, timeout)
-		}
-	}
 }
 
 // sagaEnv is a clean environment for a saga process: its own HOME and
@@ -98,7 +50,7 @@ func sagaEnv(t *testing.T, extra ...string) []string {
 func startSaga(t *testing.T, env []string, args ...string) *sagaProcess {
 	t.Helper()
 	p := launchSaga(t, env, args...)
-	rec, err := p.logs.waitFor("serving", startTimeout, p.exited)
+	rec, err := p.logs.WaitRecord("serving", startTimeout, p.exited)
 	if err != nil {
 		t.Fatalf("%v; output:\n%s", err, p.logs)
 	}
@@ -113,7 +65,7 @@ func startSaga(t *testing.T, env []string, args ...string) *sagaProcess {
 // launchSaga starts the process without waiting for it to serve.
 func launchSaga(t *testing.T, env []string, args ...string) *sagaProcess {
 	t.Helper()
-	p := &sagaProcess{t: t, logs: newLogBuffer(), exited: make(chan struct{})}
+	p := &sagaProcess{t: t, logs: &asynctest.LogBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(sagaBinary, args...)
 	p.cmd.Env = env
 	p.cmd.Stdout = p.logs
@@ -200,17 +152,6 @@ func runSaga(t *testing.T, env []string, args ...string) (stdout, stderr string,
 		t.Fatal(err)
 	}
 	return out.String(), errOut.String(), code
-}
-
-// e2eFreePort returns a loopback port that is free at the moment.
-func e2eFreePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // e2eDo sends a request with an optional JSON body and decodes a JSON

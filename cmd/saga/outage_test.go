@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sagaproject/saga/internal/asynctest"
 	"github.com/sagaproject/saga/pkg/store/redisstore/redistest"
 )
 
@@ -154,7 +155,7 @@ func proveOutageKeepsRegistry(t *testing.T, srv *redistest.Server, stop, restart
 		e2eRegister(t, r.sagas[i%2], "silent", id, ttlSeconds)
 	}
 	for _, p := range r.sagas {
-		pollUntil(t, 3*time.Second, "every registration visible on "+p.addr, func() error {
+		asynctest.Eventually(t, 3*time.Second, "every registration visible on "+p.addr, func() error {
 			for service, want := range map[string][]string{"fleet": fleet, "silent": silent} {
 				if missing := outageMissing(want, e2eLookupOf(t, p, service+"?status=any").ids()); len(missing) > 0 {
 					return fmt.Errorf("%s lacks %v", service, missing)
@@ -214,7 +215,7 @@ func proveOutageKeepsRegistry(t *testing.T, srv *redistest.Server, stop, restart
 	silenced := time.Now()
 	staying := fleet[:len(fleet)-outageStopped]
 	for _, p := range r.sagas {
-		pollUntil(t, time.Until(silenced.Add(outageTTL+2*time.Second)), "silent instances expired on "+p.addr, func() error {
+		asynctest.Eventually(t, time.Until(silenced.Add(outageTTL+2*time.Second)), "silent instances expired on "+p.addr, func() error {
 			got := e2eLookupOf(t, p, "fleet?status=any").ids()
 			if missing := outageMissing(staying, got); len(missing) > 0 {
 				return fmt.Errorf("fleet lacks %v, which kept heartbeating", missing)

@@ -22,24 +22,6 @@ func startRedisSaga(t *testing.T, redisURL string) *sagaProcess {
 	return startSaga(t, env, "serve", "--port", "0")
 }
 
-// pollUntil calls cond every 20 ms until it returns nil, and fails the test
-// with what and cond's last error when timeout passes first. It returns how
-// long it took.
-func pollUntil(t *testing.T, timeout time.Duration, what string, cond func() error) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for {
-		err := cond()
-		if err == nil {
-			return time.Since(start)
-		}
-		if time.Since(start) > timeout {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // e2eLookupOf looks up service on p and fails the test unless it answers 200.
 func e2eLookupOf(t *testing.T, p *sagaProcess, service string) e2eLookup {
 	t.Helper()

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sagaproject/saga/internal/asynctest"
 	"github.com/sagaproject/saga/pkg/store/redisstore/redistest"
 )
 
@@ -135,7 +136,7 @@ func TestRedisClusterSagasShareOneRegistry(t *testing.T) {
 func proveLookupAndWake(t *testing.T, a, b *sagaProcess, service string) {
 	t.Helper()
 	e2eRegister(t, a, service, "one", 3600)
-	took := pollUntil(t, agreeWithin, "a registration on A visible on B", func() error {
+	took := asynctest.Eventually(t, agreeWithin, "a registration on A visible on B", func() error {
 		if got := e2eLookupOf(t, b, service); !got.has("one") {
 			return fmt.Errorf("B lists %v", got.ids())
 		}
@@ -198,7 +199,7 @@ func TestRedisOutageUnderRunningSaga(t *testing.T) {
 	if got := e2eLookupOf(t, p, "steady"); !slices.Equal(got.ids(), before.ids()) || got.Index != before.Index {
 		t.Errorf("lookup with Redis just stopped: index %d, %v; want index %d, %v", got.Index, got.ids(), before.Index, before.ids())
 	}
-	noticed := pollUntil(t, 5*time.Second, "health degraded after Redis stopped", func() error {
+	noticed := asynctest.Eventually(t, 5*time.Second, "health degraded after Redis stopped", func() error {
 		status, h := e2eHealthOf(t, p)
 		if status != http.StatusServiceUnavailable || h.Status != "degraded" || h.Redis != "disconnected" || h.Storage != "redis" {
 			return fmt.Errorf("health %d %+v, want 503 degraded, redis disconnected", status, h)
@@ -245,7 +246,7 @@ func TestRedisOutageUnderRunningSaga(t *testing.T) {
 	}
 
 	srv.Restart()
-	took := pollUntil(t, 5*time.Second, "saga healthy after Redis restarted", func() error {
+	took := asynctest.Eventually(t, 5*time.Second, "saga healthy after Redis restarted", func() error {
 		status, h := e2eHealthOf(t, p)
 		if status != http.StatusOK || h.Status != "healthy" || h.Redis != "connected" {
 			return fmt.Errorf("health %d %+v, want 200 healthy, redis connected", status, h)
@@ -314,7 +315,7 @@ func TestRedisUnreachableAtStartUp(t *testing.T) {
 		t.Errorf("register with Redis down: status %d, %+v; want 503 unavailable", status, refused.Error)
 	}
 	// It keeps running and retrying: one log line per back-off step.
-	pollUntil(t, 10*time.Second, "two back-off steps logged", func() error {
+	asynctest.Eventually(t, 10*time.Second, "two back-off steps logged", func() error {
 		if n := strings.Count(p.logs.String(), "redis unreachable; retrying"); n < 2 {
 			return fmt.Errorf("%d back-off lines", n)
 		}
@@ -327,7 +328,7 @@ func TestRedisUnreachableAtStartUp(t *testing.T) {
 	}
 
 	srv.Restart()
-	took := pollUntil(t, 5*time.Second, "saga healthy after Redis started", func() error {
+	took := asynctest.Eventually(t, 5*time.Second, "saga healthy after Redis started", func() error {
 		if status, h := e2eHealthOf(t, p); status != http.StatusOK || h.Status != "healthy" || h.Redis != "connected" {
 			return fmt.Errorf("health %d %+v", status, h)
 		}
@@ -389,7 +390,7 @@ func TestRedisSentinelFailoverThroughSaga(t *testing.T) {
 	promoted := set.KillMaster(20 * time.Second)
 	failedOver := time.Now()
 	t.Logf("replica %s promoted", promoted)
-	took := pollUntil(t, resumeWithin, "writes through saga after the failover", func() error {
+	took := asynctest.Eventually(t, resumeWithin, "writes through saga after the failover", func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if lastOK.Before(failedOver) {
@@ -446,7 +447,7 @@ func waitReplicaInSync(t *testing.T, set *redistest.SentinelSet) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pollUntil(t, 5*time.Second, "replica in sync", func() error {
+	asynctest.Eventually(t, 5*time.Second, "replica in sync", func() error {
 		_, replica, err := replication()
 		if err != nil {
 			return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sagaproject/saga/internal/asynctest"
 	"github.com/sagaproject/saga/pkg/store/redisstore/redistest"
 )
 
@@ -77,7 +79,7 @@ func TestRegistrationsSurviveKill9(t *testing.T) {
 }
 
 func TestConfigPrecedenceFileEnvFlag(t *testing.T) {
-	filePort, envPort, flagPort := e2eFreePort(t), e2eFreePort(t), e2eFreePort(t)
+	filePort, envPort, flagPort := asynctest.FreePort(t), asynctest.FreePort(t), asynctest.FreePort(t)
 	configDir := t.TempDir()
 	file := fmt.Sprintf("[server]\nport = %d\n", filePort)
 	if err := os.WriteFile(filepath.Join(configDir, "config.toml"), []byte(file), 0o644); err != nil {
@@ -195,21 +197,21 @@ func TestSIGTERMDrainsInFlightAndExitsZero(t *testing.T) {
 	time.Sleep(200 * time.Millisecond) // let the server start reading the body
 
 	p.signal(syscall.SIGTERM)
-	if _, err := p.logs.waitFor("shutting down", 10*time.Second, p.exited); err != nil {
+	if _, err := p.logs.WaitRecord("shutting down", 10*time.Second, p.exited); err != nil {
 		t.Fatal(err)
 	}
 	// The listener closes just after that line is logged.
-	for deadline := time.Now().Add(5 * time.Second); ; {
+	asynctest.Eventually(t, 5*time.Second, "listener closed while draining", func() error {
 		probe, err := net.DialTimeout("tcp", p.addr, time.Second)
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return nil
+		}
 		if err != nil {
-			break
+			return err
 		}
 		probe.Close()
-		if time.Now().After(deadline) {
-			t.Fatal("saga still accepts connections while draining")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return errors.New("saga still accepts connections")
+	})
 	if _, err := conn.Write([]byte(rest)); err != nil {
 		t.Fatalf("finish the request in flight: %v", err)
 	}
@@ -235,7 +237,7 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	startSlowRequest(t, p, "drain", "stuck") // never finishes: the drain would wait
 	time.Sleep(200 * time.Millisecond)
 	p.signal(syscall.SIGINT)
-	if _, err := p.logs.waitFor("shutting down", 10*time.Second, p.exited); err != nil {
+	if _, err := p.logs.WaitRecord("shutting down", 10*time.Second, p.exited); err != nil {
 		t.Fatal(err)
 	}
 	p.signal(syscall.SIGINT)
@@ -258,14 +260,14 @@ func TestSIGHUPReloadsLogLevel(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.signal(syscall.SIGHUP)
-	rec, err := p.logs.waitFor("log level changed", 10*time.Second, p.exited)
+	rec, err := p.logs.WaitRecord("log level changed", 10*time.Second, p.exited)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rec["from"] != "info" || rec["to"] != "debug" {
 		t.Errorf("log level change logged as %v, want info to debug", rec)
 	}
-	rec, err = p.logs.waitFor("configuration changed; these settings take effect after a restart", 10*time.Second, p.exited)
+	rec, err = p.logs.WaitRecord("configuration changed; these settings take effect after a restart", 10*time.Second, p.exited)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +280,7 @@ func TestSIGHUPReloadsLogLevel(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.signal(syscall.SIGHUP)
-	if _, err := p.logs.waitFor("reload failed; keeping the running configuration", 10*time.Second, p.exited); err != nil {
+	if _, err := p.logs.WaitRecord("reload failed; keeping the running configuration", 10*time.Second, p.exited); err != nil {
 		t.Fatal(err)
 	}
 	if status := e2eDo(t, http.MethodGet, p.url("/livez"), nil, nil); status != http.StatusOK {
@@ -396,16 +398,12 @@ func TestRedisURLSelectsTheRedisStore(t *testing.T) {
 		t.Fatalf("health: %d %+v, want storage redis", status, health)
 	}
 	e2eRegister(t, a, "shared", "one", 3600)
-	deadline := time.Now().Add(time.Second)
-	for {
+	asynctest.Eventually(t, time.Second, "a registration through one saga visible through the other", func() error {
 		var got e2eLookup
 		e2eDo(t, http.MethodGet, b.url("/api/v1/services/shared"), nil, &got)
-		if len(got.Instances) == 1 {
-			break
+		if len(got.Instances) != 1 {
+			return fmt.Errorf("%d instances, want 1", len(got.Instances))
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("a registration through one saga is not visible through the other within 1s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }

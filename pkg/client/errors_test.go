@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sagaproject/saga/internal/asynctest"
 	"github.com/sagaproject/saga/pkg/registry"
 )
 
@@ -113,7 +114,7 @@ func TestErrorMatchesSentinels(t *testing.T) {
 }
 
 func TestUnreachableServer(t *testing.T) {
-	addr := closedPort(t)
+	addr := asynctest.FreeAddr(t)
 	c, err := New(addr)
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +134,7 @@ func TestUnreachableServer(t *testing.T) {
 }
 
 func TestCanceledCallReturnsContextError(t *testing.T) {
-	c, err := New(closedPort(t))
+	c, err := New(asynctest.FreeAddr(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,20 +143,6 @@ func TestCanceledCallReturnsContextError(t *testing.T) {
 	if _, err := c.Lookup(ctx, "web", LookupOptions{}); !errors.Is(err, context.Canceled) {
 		t.Errorf("Lookup with a canceled context = %v, want context.Canceled", err)
 	}
-}
-
-// closedPort returns a loopback host:port where nothing listens.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
 }
 
 func TestDeadlineNamesTheServer(t *testing.T) {

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,49 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sagaproject/saga/internal/asynctest"
 	"github.com/sagaproject/saga/pkg/config"
 	"github.com/sagaproject/saga/pkg/store/embedded"
 	"github.com/sagaproject/saga/pkg/store/redisstore/redistest"
 )
-
-// logSink is a JSON log that tests can search while the daemon writes it.
-type logSink struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *logSink) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-// find returns the first record whose msg is msg.
-func (s *logSink) find(msg string) (map[string]any, bool) {
-	s.mu.Lock()
-	text := s.buf.String()
-	s.mu.Unlock()
-	for line := range strings.Lines(text) {
-		var rec map[string]any
-		if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == msg {
-			return rec, true
-		}
-	}
-	return nil, false
-}
-
-func (s *logSink) waitFor(t *testing.T, msg string) map[string]any {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if rec, ok := s.find(msg); ok {
-			return rec
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("no %q log line; log:\n%s", msg, s.buf.String())
-	return nil
-}
 
 func testConfig(t *testing.T) *config.Config {
 	t.Helper()
@@ -68,9 +29,9 @@ func testConfig(t *testing.T) *config.Config {
 }
 
 // startDaemon runs a daemon until the test ends and returns its address.
-func startDaemon(t *testing.T, cfg *config.Config) (addr string, logs *logSink, stop func() error) {
+func startDaemon(t *testing.T, cfg *config.Config) (addr string, logs *asynctest.LogBuffer, stop func() error) {
 	t.Helper()
-	logs = &logSink{}
+	logs = &asynctest.LogBuffer{}
 	d := New(Options{Config: cfg, Logger: slog.New(slog.NewJSONHandler(logs, nil)), Version: "test"})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -85,7 +46,10 @@ func startDaemon(t *testing.T, cfg *config.Config) (addr string, logs *logSink, 
 		return runErr
 	}
 	t.Cleanup(func() { _ = stop() })
-	rec := logs.waitFor(t, "serving")
+	rec, err := logs.WaitRecord("serving", 10*time.Second, nil)
+	if err != nil {
+		t.Fatalf("%v; log:\n%s", err, logs)
+	}
 	return rec["addr"].(string), logs, stop
 }
 
@@ -114,7 +78,7 @@ func TestRunServesThenShutsDownAndClosesTheStore(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatalf("Run returned %v after a clean shutdown", err)
 	}
-	if _, ok := logs.find("stopped serving"); !ok {
+	if _, ok := logs.Record("stopped serving"); !ok {
 		t.Error("no log of the end of serving")
 	}
 	// The store was closed: its lock is free and the registration is on disk.
@@ -272,20 +236,16 @@ func TestTwoDaemonsShareOneRedis(t *testing.T) {
 		t.Fatalf("register through A: %d", resp.StatusCode)
 	}
 	// SPEC: a change made through one Saga is visible through every other within 1 s.
-	deadline := time.Now().Add(time.Second)
-	for {
+	asynctest.Eventually(t, time.Second, "A's registration visible through B", func() error {
 		var got struct {
 			Instances []struct{ ID string } `json:"instances"`
 		}
 		getJSON(t, "http://"+addrB+"/api/v1/services/shared", &got)
-		if len(got.Instances) == 1 && got.Instances[0].ID == "a" {
-			break
+		if len(got.Instances) != 1 || got.Instances[0].ID != "a" {
+			return fmt.Errorf("B answers %+v", got)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("B does not see A's registration within 1s: %+v", got)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func TestStartsDegradedWhileRedisIsAway(t *testing.T) {
@@ -298,11 +258,10 @@ func TestStartsDegradedWhileRedisIsAway(t *testing.T) {
 		t.Fatalf("readyz with Redis away: %d, want 503", status)
 	}
 	srv.Restart()
-	deadline := time.Now().Add(15 * time.Second)
-	for getJSON(t, "http://"+addr+"/readyz", nil) != http.StatusOK {
-		if time.Now().After(deadline) {
-			t.Fatal("readyz not 200 after Redis came back")
+	asynctest.Eventually(t, 15*time.Second, "readyz 200 after Redis came back", func() error {
+		if status := getJSON(t, "http://"+addr+"/readyz", nil); status != http.StatusOK {
+			return fmt.Errorf("readyz %d", status)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"testing"
 
+	"github.com/sagaproject/saga/internal/asynctest"
 	"github.com/sagaproject/saga/pkg/config"
 )
 
@@ -14,7 +15,7 @@ func TestReloadAppliesTheLogLevelAndReportsTheRest(t *testing.T) {
 	next.Log.Level = slog.LevelDebug
 	next.Server.Port = 9999
 	var loadErr error
-	logs := &logSink{}
+	logs := &asynctest.LogBuffer{}
 	level := new(slog.LevelVar)
 	d := New(Options{
 		Config: &start,
@@ -33,11 +34,11 @@ func TestReloadAppliesTheLogLevelAndReportsTheRest(t *testing.T) {
 	if level.Level() != slog.LevelDebug {
 		t.Fatalf("level after reload %s, want debug", level.Level())
 	}
-	rec, ok := logs.find("log level changed")
+	rec, ok := logs.Record("log level changed")
 	if !ok || rec["from"] != "info" || rec["to"] != "debug" {
 		t.Fatalf("log level change logged as %v", rec)
 	}
-	rec, ok = logs.find("configuration changed; these settings take effect after a restart")
+	rec, ok = logs.Record("configuration changed; these settings take effect after a restart")
 	if keys, _ := rec["keys"].([]any); !ok || len(keys) != 1 || keys[0] != "server.port" {
 		t.Fatalf("restart-only changes logged as %v", rec)
 	}
@@ -47,13 +48,13 @@ func TestReloadAppliesTheLogLevelAndReportsTheRest(t *testing.T) {
 	if level.Level() != slog.LevelDebug {
 		t.Fatal("a failed reload changed the level")
 	}
-	if _, ok := logs.find("reload failed; keeping the running configuration"); !ok {
+	if _, ok := logs.Record("reload failed; keeping the running configuration"); !ok {
 		t.Fatal("a failed reload was not logged")
 	}
 
 	loadErr = nil
 	d.Reload()
-	if _, ok := logs.find("configuration reloaded; nothing changed"); !ok {
+	if _, ok := logs.Record("configuration reloaded; nothing changed"); !ok {
 		t.Fatal("a reload that changed nothing was not logged")
 	}
 }

@@ -32,7 +32,7 @@ type harness struct {
 
 func newHarness(t testing.TB, configure ...func(*server.Options)) *harness {
 	t.Helper()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logger := slog.New(slog.DiscardHandler)
 	if tt, ok := t.(*testing.T); ok {
 		logger = slog.New(slog.NewTextHandler(tt.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}

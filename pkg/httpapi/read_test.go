@@ -169,7 +169,7 @@ func TestServiceHealth(t *testing.T) {
 
 // serve runs one request in the background and reports its recorder when
 // the handler returns.
-func serve(h *harness, ctx context.Context, target string) <-chan *httptest.ResponseRecorder {
+func serve(ctx context.Context, h *harness, target string) <-chan *httptest.ResponseRecorder {
 	done := make(chan *httptest.ResponseRecorder, 1)
 	go func() {
 		rec := httptest.NewRecorder()
@@ -187,9 +187,9 @@ func TestBlockingLookupWakesOnlyForItsService(t *testing.T) {
 
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		web := serve(h, ctx, "/api/v1/services/web?index=1&wait=1m")
-		db := serve(h, ctx, "/api/v1/services/db?index=1&wait=1m")
-		catalog := serve(h, ctx, "/api/v1/services?index=2&wait=1m")
+		web := serve(ctx, h, "/api/v1/services/web?index=1&wait=1m")
+		db := serve(ctx, h, "/api/v1/services/db?index=1&wait=1m")
+		catalog := serve(ctx, h, "/api/v1/services?index=2&wait=1m")
 		synctest.Wait()
 		for name, ch := range map[string]<-chan *httptest.ResponseRecorder{"web": web, "db": db, "catalogue": catalog} {
 			select {
@@ -285,7 +285,7 @@ func TestAClientThatLeavesEndsItsWait(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t)
 		ctx, cancel := context.WithCancel(t.Context())
-		done := serve(h, ctx, "/api/v1/services/web?index=0&wait=10m")
+		done := serve(ctx, h, "/api/v1/services/web?index=0&wait=10m")
 		synctest.Wait()
 		cancel()
 		synctest.Wait()

@@ -3,7 +3,6 @@ package osservice
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"slices"
 	"strings"
@@ -51,7 +50,7 @@ func newTestManager(t *testing.T, host Host, opts Options, r *recorder) *Manager
 	if opts.Command.Executable == "" {
 		opts.Command = DefaultCommand()
 	}
-	m, err := New(opts, host, r.run, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	m, err := New(opts, host, r.run, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sagaproject/saga/internal/asynctest"
 	"github.com/sagaproject/saga/pkg/server"
 	"github.com/sagaproject/saga/pkg/store/embedded"
 )
@@ -58,8 +60,7 @@ func TestMetricsCountEveryStoreOperationFromStartUp(t *testing.T) {
 	}
 	resp.Body.Close()
 
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	asynctest.Eventually(t, 5*time.Second, "every store operation in /metrics", func() error {
 		_, metrics := get(t, url+"/metrics")
 		var missing []string
 		for _, op := range []string{"grant_grace", "snapshot", "register", "ping", "expire_due"} {
@@ -67,14 +68,11 @@ func TestMetricsCountEveryStoreOperationFromStartUp(t *testing.T) {
 				missing = append(missing, op)
 			}
 		}
-		if len(missing) == 0 {
-			break
+		if len(missing) > 0 {
+			return fmt.Errorf("/metrics records no store operation %v", missing)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/metrics records no store operation %v", missing)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func TestShutdownEndsBlockingQueriesThenClosesTheStore(t *testing.T) {

@@ -2,7 +2,6 @@ package view
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"sync"
 	"testing"
@@ -55,7 +54,7 @@ func TestFollowAppliesEventsAndReloadsOnResyncGapsAndRefresh(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan struct{})
 		const refresh = 30 * time.Second
-		go func() { Follow(ctx, feed, v, refresh, slog.New(slog.NewTextHandler(io.Discard, nil))); close(done) }()
+		go func() { Follow(ctx, feed, v, refresh, slog.New(slog.DiscardHandler)); close(done) }()
 		instance := func(id string) registry.Instance {
 			return registry.NewInstance("web", registry.Registration{ID: id, Address: "10.0.0.1", Port: 80}, clock.Now(), time.Hour)
 		}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"slices"
 	"sync"
@@ -263,7 +262,7 @@ func TestGuardFreezesAtTheLastAnswerAndThawsWithTheGracedSnapshot(t *testing.T) 
 		store := &fakeStore{}
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		go Guard(ctx, store, v, clock, GuardInterval, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		go Guard(ctx, store, v, clock, GuardInterval, slog.New(slog.DiscardHandler))
 
 		time.Sleep(time.Second)
 		store.set(true, registry.Snapshot{})

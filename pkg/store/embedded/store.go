@@ -50,9 +50,9 @@ const (
 )
 
 var (
-	// ErrInUse: another process holds the data file's lock.
+	// ErrInUse means another process holds the data file's lock.
 	ErrInUse = errors.New("in use by another saga process")
-	// ErrCorrupt: the data file is damaged or is not a Saga data file.
+	// ErrCorrupt means the data file is damaged or is not a Saga data file.
 	ErrCorrupt = errors.New("corrupt data file")
 
 	errClosed = fmt.Errorf("store is closed: %w", registry.ErrUnavailable)
