@@ -1,7 +1,6 @@
 package registry_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -12,6 +11,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/sagaproject/saga/internal/asynctest"
 	"github.com/sagaproject/saga/pkg/registry"
 )
 
@@ -66,24 +66,6 @@ func (a *applied) apply(ev registry.Event) {
 	a.at = append(a.at, time.Now())
 }
 
-// lockedBuffer collects log output from the Reaper's goroutine.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) count(s string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Count(b.buf.String(), s)
-}
-
 func TestReaperExpiresWithinOneInterval(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		begin := time.Now()
@@ -129,7 +111,7 @@ func TestReaperRetriesQuietly(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		store := &deadlineStore{deadlines: map[string]time.Time{"a": time.Now().Add(time.Second)}, fail: errors.New("connection refused")}
 		var got applied
-		var logs lockedBuffer
+		var logs asynctest.LogBuffer
 		reaper := registry.NewReaper(store, registry.SystemClock{}, got.apply, slog.New(slog.NewTextHandler(&logs, nil)))
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
@@ -137,7 +119,7 @@ func TestReaperRetriesQuietly(t *testing.T) {
 
 		time.Sleep(3 * time.Second)
 		synctest.Wait()
-		if n := logs.count("expiring instances failed"); n != 1 {
+		if n := strings.Count(logs.String(), "expiring instances failed"); n != 1 {
 			t.Errorf("logged the outage %d times over %d attempts, want once", n, store.calls)
 		}
 		if len(got.events) != 0 {
@@ -156,7 +138,7 @@ func TestReaperRetriesQuietly(t *testing.T) {
 		store.setFail(errors.New("connection refused"))
 		time.Sleep(registry.ReapInterval)
 		synctest.Wait()
-		if n := logs.count("expiring instances failed"); n != 2 {
+		if n := strings.Count(logs.String(), "expiring instances failed"); n != 2 {
 			t.Errorf("a second outage logged %d warnings in all, want 2", n)
 		}
 	})

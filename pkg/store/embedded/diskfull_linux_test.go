@@ -1,7 +1,6 @@
 package embedded
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sagaproject/saga/internal/asynctest"
 	"github.com/sagaproject/saga/pkg/registry"
 	"github.com/sagaproject/saga/pkg/registry/registrytest"
 )
@@ -37,7 +37,7 @@ func TestDiskFull(t *testing.T) {
 		}
 	})
 
-	var logs lockedBuffer
+	var logs asynctest.LogBuffer
 	clock := registry.NewManualClock(t0)
 	s, err := open(dir, slog.New(slog.NewTextHandler(&logs, nil)), options{changesBuffer: 1 << 16, clock: clock})
 	if err != nil {
@@ -166,13 +166,7 @@ func TestDiskFull(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for s.Ping(t.Context()) != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("Ping 5 s after space was freed = %v", s.Ping(t.Context()))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	asynctest.Eventually(t, 5*time.Second, "Ping after space was freed", func() error { return s.Ping(t.Context()) })
 	web = snapshot()
 	checkAcked(t, "after recovery", web, acked, errored)
 	graced := t0.Add(90 * time.Second) // the clock's now (t0+30s) + TTL
@@ -269,22 +263,4 @@ func checkAcked(t *testing.T, when string, web registry.ServiceSnapshot, acked, 
 			t.Errorf("%s: acknowledged %s is missing", when, id)
 		}
 	}
-}
-
-// lockedBuffer is a log destination that many goroutines write.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

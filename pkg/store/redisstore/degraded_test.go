@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sagaproject/saga/internal/asynctest"
 	"github.com/sagaproject/saga/pkg/registry"
 	"github.com/sagaproject/saga/pkg/registry/registrytest"
 	"github.com/sagaproject/saga/pkg/store/redisstore"
@@ -51,7 +52,7 @@ func TestOutageAndRecovery(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	drain(s.Changes())
 	srv.Restart()
-	took := eventually(t, 5*time.Second, "store back after Redis restarted", func() error { return s.Ping(t.Context()) })
+	took := asynctest.Eventually(t, 5*time.Second, "store back after Redis restarted", func() error { return s.Ping(t.Context()) })
 	t.Logf("store answered %s after Redis came back", took)
 	waitChange(t, s.Changes(), time.Second, func(ev registry.Event) bool { return ev.Type == registry.EventResync })
 
@@ -83,7 +84,7 @@ func TestStartWithRedisDown(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	srv.Stop()
-	var logs syncBuffer
+	var logs asynctest.LogBuffer
 	s, err := redisstore.Open(t.Context(), redisstore.Options{URL: srv.URL()}, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatalf("Open with Redis down: %v", err)
@@ -95,7 +96,7 @@ func TestStartWithRedisDown(t *testing.T) {
 	if _, err := s.Register(t.Context(), registrytest.Instance("web", "a", 10, registrytest.T0)); !errors.Is(err, registry.ErrUnavailable) {
 		t.Errorf("Register = %v, want ErrUnavailable", err)
 	}
-	eventually(t, 5*time.Second, "two back-off steps logged", func() error {
+	asynctest.Eventually(t, 5*time.Second, "two back-off steps logged", func() error {
 		if n := strings.Count(logs.String(), "redis unreachable; retrying"); n < 2 {
 			return errors.New(logs.String())
 		}
@@ -103,7 +104,7 @@ func TestStartWithRedisDown(t *testing.T) {
 	})
 
 	srv.Restart()
-	eventually(t, 5*time.Second, "store connected after Redis started", func() error { return s.Ping(t.Context()) })
+	asynctest.Eventually(t, 5*time.Second, "store connected after Redis started", func() error { return s.Ping(t.Context()) })
 	waitChange(t, s.Changes(), time.Second, func(ev registry.Event) bool { return ev.Type == registry.EventResync })
 	if _, err := s.Register(t.Context(), registrytest.Instance("web", "a", 10, registrytest.T0)); err != nil {
 		t.Errorf("Register once connected: %v", err)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sagaproject/saga/internal/asynctest"
 	"github.com/sagaproject/saga/pkg/registry"
 	"github.com/sagaproject/saga/pkg/registry/registrytest"
 	"github.com/sagaproject/saga/pkg/store/redisstore"
@@ -69,7 +70,7 @@ func TestSentinelFailover(t *testing.T) {
 		wg.Wait()
 	})
 
-	eventually(t, 10*time.Second, "20 acknowledged registrations", func() error {
+	asynctest.Eventually(t, 10*time.Second, "20 acknowledged registrations", func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if len(ackedIDs) < 20 {
@@ -82,7 +83,7 @@ func TestSentinelFailover(t *testing.T) {
 	failedOver := time.Now()
 	t.Logf("replica %s promoted %s after the kill", promoted, failedOver.Sub(killed).Round(time.Millisecond))
 
-	took := eventually(t, 10*time.Second, "plain writes resume after the failover", func() error {
+	took := asynctest.Eventually(t, 10*time.Second, "plain writes resume after the failover", func() error {
 		if last := lastPlainOK.Load(); last > failedOver.UnixNano() {
 			return nil
 		}
@@ -94,7 +95,7 @@ func TestSentinelFailover(t *testing.T) {
 
 	// The new master has no replica, so a waiting write is refused, clearly.
 	// The store may still be reconnecting to the new master at first.
-	eventually(t, 10*time.Second, "a waiting write refused for want of a replica", func() error {
+	asynctest.Eventually(t, 10*time.Second, "a waiting write refused for want of a replica", func() error {
 		_, err := acked.Register(t.Context(), registrytest.Instance("acked", "after", 600, time.Now()))
 		if errors.Is(err, registry.ErrUnavailable) && strings.Contains(err.Error(), "replicas acknowledged") {
 			return nil

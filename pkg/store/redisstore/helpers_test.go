@@ -1,10 +1,8 @@
 package redisstore_test
 
 import (
-	"bytes"
 	"log/slog"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -60,41 +58,6 @@ func isEvent(typ registry.EventType, service, id string) func(registry.Event) bo
 	return func(ev registry.Event) bool {
 		return ev.Type == typ && ev.Service == service && ev.Instance.ID == id
 	}
-}
-
-// eventually polls cond until it returns nil or timeout passes, and returns
-// how long that took.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() error) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for {
-		err := cond()
-		if err == nil {
-			return time.Since(start)
-		}
-		if time.Since(start) > timeout {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// syncBuffer is a log destination safe for the store's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func TestMain(m *testing.M) {

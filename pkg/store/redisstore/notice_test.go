@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/sagaproject/saga/internal/asynctest"
 	"github.com/sagaproject/saga/pkg/registry"
 	"github.com/sagaproject/saga/pkg/registry/registrytest"
 	"github.com/sagaproject/saga/pkg/store/redisstore/redistest"
@@ -127,14 +129,14 @@ func sameInstance(t *testing.T, what string, got, want registry.Instance) {
 // the one of rev not, and returns its rev.
 func waitForRecord(t *testing.T, s *Store, service, id string, not uint64) uint64 {
 	t.Helper()
-	for start := time.Now(); ; time.Sleep(5 * time.Millisecond) {
-		if rev := s.records.lookup(service, id).rev; rev != 0 && rev != not {
-			return rev
+	var rev uint64
+	asynctest.Eventually(t, 2*time.Second, "the store caches a record of "+service+"/"+id, func() error {
+		if rev = s.records.lookup(service, id).rev; rev == 0 || rev == not {
+			return fmt.Errorf("cached rev %d", rev)
 		}
-		if time.Since(start) > 2*time.Second {
-			t.Fatalf("the store never cached a record of %s/%s", service, id)
-		}
-	}
+		return nil
+	})
+	return rev
 }
 
 // A plain heartbeat's notice leaves out the record, which every process

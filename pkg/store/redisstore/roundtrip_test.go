@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/sagaproject/saga/internal/asynctest"
 	"github.com/sagaproject/saga/pkg/registry"
 	"github.com/sagaproject/saga/pkg/registry/registrytest"
 	"github.com/sagaproject/saga/pkg/store/redisstore/redistest"
@@ -185,17 +187,15 @@ func TestExpireDueRunsOnlyDueServices(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := millis(t0.Add(4 * time.Second))
-	for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
+	asynctest.Eventually(t, time.Second, "b hears of web/c", func() error {
 		b.due.mu.Lock()
 		next, ok := b.due.next["web"]
 		b.due.mu.Unlock()
-		if ok && next <= deadline {
-			break
+		if !ok || next > deadline {
+			return fmt.Errorf("web due at %d (known: %t), want by %d", next, ok, deadline)
 		}
-		if time.Since(start) > time.Second {
-			t.Fatal("b never heard of web/c")
-		}
-	}
+		return nil
+	})
 	events, err = b.ExpireDue(t.Context(), t0.Add(4*time.Second))
 	if err != nil || len(events) != 1 || events[0].Instance.ID != "c" {
 		t.Fatalf("b's ExpireDue = %v, %v; want web/c", events, err)

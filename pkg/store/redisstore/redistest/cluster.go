@@ -10,6 +10,8 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/sagaproject/saga/internal/asynctest"
 )
 
 // Cluster is a Redis Cluster of three masters without replicas.
@@ -30,7 +32,7 @@ func StartCluster(t testing.TB) *Cluster {
 				"--cluster-enabled", "yes",
 				"--cluster-config-file", "nodes.conf",
 				"--cluster-node-timeout", "3000",
-				"--cluster-port", strconv.Itoa(FreePort(t)),
+				"--cluster-port", strconv.Itoa(asynctest.FreePort(t)),
 			}
 		}))
 	}
@@ -47,7 +49,7 @@ func StartCluster(t testing.TB) *Cluster {
 	for i, n := range c.Nodes {
 		clients[i] = n.Client()
 	}
-	err := waitFor(30*time.Second, func() error {
+	err := asynctest.Poll(30*time.Second, func() error {
 		for i, n := range c.Nodes {
 			info, err := clients[i].ClusterInfo(ctx).Result()
 			if err != nil {

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/sagaproject/saga/internal/asynctest"
 )
 
 // startTimeout bounds how long a process may take to answer PING.
@@ -160,7 +162,7 @@ func startProgram(t testing.TB, program, name string, files *TLSFiles, sentinel 
 	}
 	var lastErr error
 	for range 5 {
-		port := FreePort(t)
+		port := asynctest.FreePort(t)
 		dir := filepath.Join(t.TempDir(), name)
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			t.Fatal(err)
@@ -228,32 +230,6 @@ func (s *Server) logTail() string {
 	}
 	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
 	return "\n" + strings.Join(lines[max(0, len(lines)-10):], "\n")
-}
-
-// FreePort returns a loopback TCP port that was free a moment ago.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find a free port: %v", err)
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// waitFor polls cond until it holds or timeout passes.
-func waitFor(timeout time.Duration, cond func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // infoField reads one field of INFO section from addr.

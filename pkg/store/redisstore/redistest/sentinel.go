@@ -12,6 +12,8 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/sagaproject/saga/internal/asynctest"
 )
 
 // MasterName is the name the sentinels monitor the master under.
@@ -65,7 +67,7 @@ func StartSentinel(t testing.TB) *SentinelSet {
 	for i, s := range set.Sentinels {
 		sentinelClients[i] = s.Client()
 	}
-	err := waitFor(30*time.Second, func() error {
+	err := asynctest.Poll(30*time.Second, func() error {
 		status, err := infoField(ctx, replicaClient, "replication", "master_link_status")
 		if err != nil {
 			return err
@@ -121,7 +123,7 @@ func (s *SentinelSet) KillMaster(timeout time.Duration) string {
 	old := s.Master.Addr
 	s.Master.Kill()
 	var promoted string
-	err := waitFor(timeout, func() error {
+	err := asynctest.Poll(timeout, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		addr, err := s.MasterAddr(ctx)
