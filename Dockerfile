@@ -1,9 +1,35 @@
-# Saga's OCI image: the static binary on an empty base. No base image is
-# pulled; the build context holds everything (`make image` stages it, and
-# goreleaser does the same):
-#   saga                            the static linux binary
-#   packaging/image/passwd, group   the non-root user 65532
-#   bin/assets/ca-certificates.crt  CA certificates, for rediss:// and TLS
+# Saga's OCI image, built from source:
+#
+#   docker build -t saga:latest .
+#   podman build --format docker -t saga:latest .
+#
+# (podman's default OCI format drops the HEALTHCHECK; --format docker keeps
+# it.) The first stage compiles a static binary in the official Go image;
+# the second puts it, the non-root user 65532 and CA certificates on an
+# empty base. Build arguments:
+#   VERSION, REVISION, CREATED  stamp the binary and the labels, as
+#                               `make build` does (the Makefile passes them)
+#   GO_IMAGE                    the builder image
+# The release images (`make image`, goreleaser) put a binary built
+# beforehand into the same final stage, with packaging/image/Dockerfile.
+ARG GO_IMAGE=golang:1.26-bookworm
+
+FROM --platform=$BUILDPLATFORM ${GO_IMAGE} AS build
+ARG TARGETOS
+ARG TARGETARCH
+ARG VERSION=dev
+ARG REVISION=unknown
+ARG CREATED=unknown
+WORKDIR /src
+# The modules first: a change to the code alone reuses this layer.
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN CGO_ENABLED=0 GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH} \
+    go build -trimpath \
+      -ldflags "-s -w -X main.version=${VERSION} -X main.commit=${REVISION} -X main.date=${CREATED}" \
+      -o /out/saga ./cmd/saga
+
 FROM scratch
 
 ARG VERSION=dev
@@ -22,8 +48,8 @@ LABEL org.opencontainers.image.title="saga" \
       org.opencontainers.image.created="${CREATED}"
 
 COPY packaging/image/passwd packaging/image/group /etc/
-COPY bin/assets/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
-COPY --chown=65532:65532 saga /usr/bin/saga
+COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+COPY --from=build --chown=65532:65532 /out/saga /usr/bin/saga
 # The state directory must exist and belong to the user before VOLUME, so a
 # fresh named volume is writable by it.
 COPY --chown=65532:65532 packaging/image/state/ /var/lib/saga/

@@ -26,10 +26,11 @@ const requestTimeout = 30 * time.Second
 type clientFlags struct {
 	server string
 	output string
+	quiet  bool // the command prints nothing (saga health --quiet)
 }
 
 func (f *clientFlags) add(cmd *cobra.Command) {
-	cmd.PersistentFlags().StringVar(&f.server, "server", "", "address of the Saga server, URL or host:port (default $SAGA_ADDR, else "+client.DefaultAddr+")")
+	cmd.PersistentFlags().StringVar(&f.server, "server", "", "address of the Saga server, URL or host:port (default $SAGA_ADDR, else the local server as configured by server.host and server.port, "+client.DefaultAddr+" by default)")
 	cmd.PersistentFlags().StringVarP(&f.output, "output", "o", "table", "output format: table or json")
 }
 
@@ -41,20 +42,18 @@ type clientCmd struct {
 	errOut io.Writer // progress notes of the long-running commands
 }
 
-// connect checks the shared flags and builds the client: --server, else
-// SAGA_ADDR, else the default address.
-func (f *clientFlags) connect(a *app) (*clientCmd, error) {
+// connect checks the shared flags and builds the client for the server
+// that serverAddr picks. A note about that choice goes to notes, unless
+// the command is quiet.
+func (f *clientFlags) connect(a *app, notes io.Writer) (*clientCmd, error) {
 	switch f.output {
 	case "table", "json":
 	default:
 		return nil, fmt.Errorf("output: %q must be table or json", f.output)
 	}
-	addr := f.server
-	if addr == "" {
-		addr = a.getenv("SAGA_ADDR")
-	}
-	if addr == "" {
-		addr = client.DefaultAddr
+	addr, note := a.serverAddr(f.server)
+	if note != nil && !f.quiet {
+		fmt.Fprintf(notes, "saga: %s\n", printableError{note}) // the file may hold anything
 	}
 	c, err := client.New(addr)
 	if err != nil {
@@ -81,7 +80,7 @@ func newClientCmds(a *app) []*cobra.Command {
 // made printable, since it may quote the server.
 func withClient(a *app, flags *clientFlags, body func(ctx context.Context, c *clientCmd, args []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
-		c, err := flags.connect(a)
+		c, err := flags.connect(a, a.stderr)
 		if err == nil {
 			err = body(cmd.Context(), c, args)
 		}
@@ -116,7 +115,7 @@ func completeServices(a *app, flags *clientFlags) cobra.CompletionFunc {
 		if len(args) > 0 && cmd.Name() != "watch" {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
-		c, err := flags.connect(a)
+		c, err := flags.connect(a, io.Discard) // a shell is reading
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
@@ -461,10 +460,7 @@ func (c *clientCmd) printEvent(ev registry.Event) error {
 }
 
 func newHealthCmd(a *app) *cobra.Command {
-	var (
-		flags clientFlags
-		quiet bool
-	)
+	var flags clientFlags
 	cmd := &cobra.Command{
 		Use:   "health [SERVICE]",
 		Short: "Check the server's health, or a service's",
@@ -478,12 +474,12 @@ func newHealthCmd(a *app) *cobra.Command {
 	cmd.RunE = withClient(a, &flags, func(ctx context.Context, c *clientCmd, args []string) error {
 		ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 		defer cancel()
-		if quiet {
+		if flags.quiet {
 			c.out = io.Discard
 		}
 		healthy, err := c.health(ctx, args)
 		switch {
-		case err != nil && quiet:
+		case err != nil && flags.quiet:
 			return &exitError{code: 1}
 		case err != nil:
 			return &exitError{code: 1, err: err}
@@ -494,7 +490,7 @@ func newHealthCmd(a *app) *cobra.Command {
 	})
 	cmd.ValidArgsFunction = completeServices(a, &flags)
 	flags.add(cmd)
-	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print nothing; only the exit status tells")
+	cmd.Flags().BoolVarP(&flags.quiet, "quiet", "q", false, "print nothing; only the exit status tells")
 	return cmd
 }
 
@@ -527,7 +523,8 @@ func (c *clientCmd) health(ctx context.Context, args []string) (bool, error) {
 		rows = append(rows, []string{"redis", report.Redis})
 	}
 	rows = append(rows,
-		[]string{"cache size", strconv.Itoa(report.Cache.Size)},
+		[]string{"services", strconv.Itoa(report.Cache.Size)},
+		[]string{"instances", strconv.Itoa(report.Cache.Instances)},
 		[]string{"cache hits", strconv.FormatUint(report.Cache.Hits, 10)},
 		[]string{"cache misses", strconv.FormatUint(report.Cache.Misses, 10)},
 		[]string{"cache hit ratio", strconv.FormatFloat(report.Cache.HitRatio, 'f', 4, 64)},
@@ -558,18 +555,9 @@ func parsePairs(field string, pairs []string) (map[string]string, error) {
 
 // parseDuration reads "30s", "2m" or a bare number of seconds ("60").
 func parseDuration(field, s string) (time.Duration, error) {
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		if n < 0 {
-			return 0, fmt.Errorf("%s: %q must not be negative", field, s)
-		}
-		return time.Duration(n) * time.Second, nil
-	}
-	d, err := time.ParseDuration(s)
+	d, err := registry.ParseDuration(s)
 	if err != nil {
-		return 0, fmt.Errorf("%s: %q is not a duration like 30s or 2m", field, s)
-	}
-	if d < 0 {
-		return 0, fmt.Errorf("%s: %q must not be negative", field, s)
+		return 0, fmt.Errorf("%s: %q is not a duration like 30s, 2m or 60 (seconds), and not negative", field, s)
 	}
 	return d, nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -286,15 +287,19 @@ func TestServerAddressComesFromFlagEnvOrDefault(t *testing.T) {
 		{"", "10.0.0.1:9000", "http://10.0.0.1:9000"},
 		{"https://saga.example.com/", "10.0.0.1:9000", "https://saga.example.com"},
 	}
+	configDir := t.TempDir() // no config file, whoever runs the test
 	for _, tt := range tests {
 		a := &app{getenv: func(k string) string {
-			if k == "SAGA_ADDR" {
+			switch k {
+			case "SAGA_ADDR":
 				return tt.env
+			case "SAGA_CONFIG_DIR":
+				return configDir
 			}
 			return ""
 		}}
 		flags := clientFlags{server: tt.flag, output: "table"}
-		c, err := flags.connect(a)
+		c, err := flags.connect(a, io.Discard)
 		if err != nil {
 			t.Fatalf("connect(--server %q, SAGA_ADDR %q): %v", tt.flag, tt.env, err)
 		}

@@ -355,23 +355,7 @@ func TestImage(t *testing.T) {
 		_ = podman("rmi", "--force", image+":"+oldVersion, image+":latest").Run()
 	})
 
-	var inspected []struct {
-		Size        int64
-		Healthcheck *struct{ Test []string }
-		Config      struct {
-			User   string
-			Env    []string
-			Labels map[string]string
-		}
-	}
-	raw, err := podman("image", "inspect", image+":"+oldVersion).Output()
-	if err != nil {
-		t.Fatalf("podman image inspect: %v", err)
-	}
-	if err := json.Unmarshal(raw, &inspected); err != nil || len(inspected) != 1 {
-		t.Fatalf("podman image inspect: %v\n%s", err, raw)
-	}
-	img := inspected[0]
+	img := inspectImage(t, image+":"+oldVersion)
 	// Under 20 MB as a registry stores it and a client downloads it: the
 	// layers gzip-compressed.
 	if size := compressedImageSize(t, image+":"+oldVersion); size >= 20<<20 {
@@ -397,8 +381,8 @@ func TestImage(t *testing.T) {
 		t.Errorf("saga --version in the image: %v %q", err, version)
 	}
 
-	// Host networking on a free loopback port; SAGA_ADDR points the
-	// image's HEALTHCHECK (saga health) at it.
+	// Host networking on a free loopback port; SAGA_ADDR, which wins over
+	// the configuration, points the image's HEALTHCHECK (saga health) at it.
 	port := freePort(t)
 	name := "saga-e2e-" + randomHex(4)
 	addr := "http://127.0.0.1:" + strconv.Itoa(port)
@@ -438,4 +422,7 @@ func TestImage(t *testing.T) {
 	if out, err := podman("healthcheck", "run", name).CombinedOutput(); err != nil {
 		t.Errorf("podman healthcheck run: %v\n%s", err, out)
 	}
+
+	// Without SAGA_ADDR, the HEALTHCHECK finds the port the server was given.
+	t.Run("PORT=9000", func(t *testing.T) { checkHealthyOnPort(t, image+":"+oldVersion, oldVersion, 9000, "PORT=9000") })
 }
