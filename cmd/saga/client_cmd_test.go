@@ -17,6 +17,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/sagaproject/saga/internal/asynctest"
 	"github.com/sagaproject/saga/pkg/client"
 	"github.com/sagaproject/saga/pkg/client/clienttest"
 	"github.com/sagaproject/saga/pkg/registry"
@@ -42,33 +43,12 @@ func newClientCLI(t *testing.T) *clientCLI {
 	return &clientCLI{t: t, addr: srv.URL, api: api}
 }
 
-// syncBuffer is a buffer that a running command writes while the test reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// waitFor polls the buffer until it holds want, or fails the test.
-func (b *syncBuffer) waitFor(t *testing.T, want string) {
+// waitForOutput waits until a running command's output holds want, or
+// fails the test.
+func waitForOutput(t *testing.T, out *asynctest.LogBuffer, want string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(b.String(), want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("output never contained %q; it is:\n%s", want, b.String())
-		}
-		time.Sleep(5 * time.Millisecond)
+	if err := out.Wait(10*time.Second, nil, func(text string) bool { return strings.Contains(text, want) }); err != nil {
+		t.Fatalf("output never contained %q (%v); it is:\n%s", want, err, out.String())
 	}
 }
 
@@ -89,9 +69,9 @@ func (c *clientCLI) run(args ...string) (stdout, stderr string, code int) {
 
 // start runs a long-running command until the returned stop is called,
 // which returns its exit status.
-func (c *clientCLI) start(args ...string) (stdout, stderr *syncBuffer, stop func() int) {
+func (c *clientCLI) start(args ...string) (stdout, stderr *asynctest.LogBuffer, stop func() int) {
 	ctx, cancel := context.WithCancel(c.t.Context())
-	stdout, stderr = &syncBuffer{}, &syncBuffer{}
+	stdout, stderr = &asynctest.LogBuffer{}, &asynctest.LogBuffer{}
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, args, c.getenv, strings.NewReader(""), stdout, stderr) }()
 	var once sync.Once
@@ -312,7 +292,7 @@ func TestServerAddressComesFromFlagEnvOrDefault(t *testing.T) {
 func TestRegisterKeepAliveDeregistersOnExit(t *testing.T) {
 	cli := newClientCLI(t)
 	out, errOut, stop := cli.start("register", "web", "--id", "k", "--address", "10.0.0.5", "--port", "80", "--ttl", "30s", "--keepalive")
-	errOut.waitFor(t, "saga: keeping web/k alive, a heartbeat every 15s; interrupt to deregister")
+	waitForOutput(t, errOut, "saga: keeping web/k alive, a heartbeat every 15s; interrupt to deregister")
 	if !strings.Contains(out.String(), "k ") {
 		t.Errorf("register --keepalive printed no instance:\n%s", out.String())
 	}
@@ -333,9 +313,9 @@ func TestRegisterKeepAliveDeregistersOnExit(t *testing.T) {
 func TestLookupWatchPrintsEachChange(t *testing.T) {
 	cli := newClientCLI(t)
 	out, errOut, stop := cli.start("lookup", "web", "--watch", "-o", "json")
-	out.waitFor(t, `"instances":[]`)
+	waitForOutput(t, out, `"instances":[]`)
 	cli.mustRun("register", "web", "--id", "a", "--address", "10.0.0.5", "--port", "80")
-	out.waitFor(t, `"id":"a"`)
+	waitForOutput(t, out, `"id":"a"`)
 	cli.mustRun("deregister", "web", "a")
 	if code := stop(); code != 0 {
 		t.Fatalf("lookup --watch exited %d: %s", code, errOut.String())
@@ -362,11 +342,11 @@ func TestLookupWatchPrintsEachChange(t *testing.T) {
 func TestWatchPrintsOneLinePerEvent(t *testing.T) {
 	cli := newClientCLI(t)
 	out, errOut, stop := cli.start("watch", "web")
-	errOut.waitFor(t, "saga: following the events of web; interrupt to stop")
+	waitForOutput(t, errOut, "saga: following the events of web; interrupt to stop")
 	cli.mustRun("register", "web", "--id", "a", "--address", "10.0.0.5", "--port", "80")
 	cli.mustRun("register", "api", "--id", "x", "--address", "10.0.0.6", "--port", "80")
 	cli.mustRun("deregister", "web", "a")
-	out.waitFor(t, "deregistered web/a")
+	waitForOutput(t, out, "deregistered web/a")
 	if code := stop(); code != 0 {
 		t.Fatalf("watch exited %d: %s", code, errOut.String())
 	}
@@ -457,16 +437,16 @@ func TestLookupTableEscapesServerStrings(t *testing.T) {
 
 	// The watching forms escape too.
 	watchOut, errOut, stop := cli.start("lookup", "web", "--watch")
-	watchOut.waitFor(t, "6.6.6.6")
+	waitForOutput(t, watchOut, "6.6.6.6")
 	events, evErr, stopEvents := cli.start("watch", "web")
-	evErr.waitFor(t, "saga: following the events of web")
+	waitForOutput(t, evErr, "saga: following the events of web")
 	ev2, err := srv.Store.Register(t.Context(), registry.NewInstance("web", registry.Registration{ID: "b", Address: "10.0.0.6\x1b[31m", Port: 80, Tags: []string{"\u009b2J"}}, time.Now(), time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv.View.Apply(ev2)
-	events.waitFor(t, `registered web/b 10.0.0.6\x1b[31m:80 passing`)
-	watchOut.waitFor(t, `\u009b2J`)
+	waitForOutput(t, events, `registered web/b 10.0.0.6\x1b[31m:80 passing`)
+	waitForOutput(t, watchOut, `\u009b2J`)
 	if code := stopEvents(); code != 0 {
 		t.Fatalf("watch exited %d: %s", code, evErr.String())
 	}

@@ -27,9 +27,9 @@ func TestCLIDocExamples(t *testing.T) {
 		if ready := runsUntilInterrupted(ex.args); ready != "" {
 			out, errOut, stop := cli.start(ex.args...)
 			if ready == "stdout" {
-				out.waitFor(t, "\n")
+				waitForOutput(t, out, "\n")
 			} else {
-				errOut.waitFor(t, ready)
+				waitForOutput(t, errOut, ready)
 			}
 			if code := stop(); code != 0 {
 				t.Errorf("docs/cli.md:%d: saga %s exited %d: %s", ex.line, strings.Join(ex.args, " "), code, errOut.String())
