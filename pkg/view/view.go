@@ -148,6 +148,12 @@ func (v *View) Stats() Stats {
 // heartbeats, so a periodic reload costs the readers nothing.
 func (v *View) Load(snap registry.Snapshot) {
 	now := v.clock.Now()
+	// Comparing a big service with its snapshot takes long; do it under
+	// the read lock, so that a periodic reload of an unchanged registry
+	// holds up no reader, and only apply the later deadlines it found
+	// under the write lock.
+	unchanged := v.unchangedServices(snap)
+
 	v.mu.Lock()
 	defer v.mu.Unlock()
 
@@ -161,6 +167,12 @@ func (v *View) Load(snap registry.Snapshot) {
 	changed := false
 	for _, name := range names {
 		ss, inSnap := snap.Services[name]
+		if r, ok := unchanged[name]; ok && r.stillFor(v.services[name], ss) {
+			if r.svc.applyRenewals(r.renewals) {
+				v.renewLocked(r.svc)
+			}
+			continue
+		}
 		if v.loadServiceLocked(name, ss, inSnap, now) {
 			changed = true
 		}
@@ -177,6 +189,56 @@ func (v *View) Load(snap registry.Snapshot) {
 		v.version++
 	}
 	v.lastRefresh = now
+}
+
+// unchangedService is a service that a snapshot holds as the view does, but
+// for later deadlines (renewals), as found at its version.
+type unchangedService struct {
+	svc      *service
+	version  uint64
+	renewals []*registry.Instance
+}
+
+// unchangedServices finds, under the read lock, the services that snap
+// holds exactly as the view does but for deadlines, and the later
+// deadlines it brings.
+func (v *View) unchangedServices(snap registry.Snapshot) map[string]unchangedService {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	out := map[string]unchangedService{}
+	for name, ss := range snap.Services {
+		cur := v.services[name]
+		if cur == nil || ss.Index != cur.index || len(cur.pending) > 0 || !sameButDeadlines(cur.instances, ss.Instances) {
+			continue
+		}
+		r := unchangedService{svc: cur, version: cur.version}
+		for _, in := range ss.Instances {
+			if held, _ := cur.instances.get(in.ID); in.ExpiresAt.After(held.ExpiresAt) {
+				r.renewals = append(r.renewals, renewed(held, in))
+			}
+		}
+		out[name] = r
+	}
+	return out
+}
+
+// stillFor reports whether the service is the one found unchanged, and has
+// not changed since: then only its renewals remain to apply.
+func (r unchangedService) stillFor(svc *service, ss registry.ServiceSnapshot) bool {
+	return svc == r.svc && svc.version == r.version && svc.index == ss.Index && len(svc.pending) == 0
+}
+
+// applyRenewals takes the later deadlines found by unchangedServices,
+// where they are still later, and reports whether any moved.
+func (svc *service) applyRenewals(renewals []*registry.Instance) bool {
+	moved := false
+	for _, in := range renewals {
+		if cur, ok := svc.instances.get(in.ID); ok && in.ExpiresAt.After(cur.ExpiresAt) && cur.RegisteredAt.Equal(in.RegisteredAt) {
+			svc.instances.set(renewed(cur, *in))
+			moved = true
+		}
+	}
+	return moved
 }
 
 // loadServiceLocked brings one service of a snapshot into the view (see
