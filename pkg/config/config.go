@@ -23,6 +23,8 @@ type Config struct {
 	Redis    RedisConfig
 	Log      LogConfig
 	Service  ServiceConfig
+	Auth     AuthConfig
+	Limits   LimitsConfig
 
 	// File is the configuration file that was looked for, and FileFound
 	// whether it existed. Both are empty when built by hand.
@@ -37,6 +39,53 @@ type ServerConfig struct {
 	Host            string
 	Port            int // 0 picks a free port
 	ShutdownTimeout time.Duration
+	// ProtectedMode answers clients that are not on a loopback address
+	// with 403 while auth is off (SPEC §6).
+	ProtectedMode bool
+	TLS           ServerTLSConfig
+}
+
+// ServerTLSConfig turns on HTTPS on the API port when CertFile and KeyFile
+// are set, and mTLS when ClientCAFile is set too.
+type ServerTLSConfig struct {
+	CertFile     string
+	KeyFile      string
+	ClientCAFile string
+}
+
+// Enabled reports whether the API is served over TLS.
+func (t ServerTLSConfig) Enabled() bool { return t.CertFile != "" }
+
+// AuthConfig turns on tokens (SPEC §6).
+type AuthConfig struct {
+	Enabled bool
+	// BootstrapTokenFile holds the secret of the first admin token, for
+	// containers (a mounted Kubernetes Secret); empty: none.
+	BootstrapTokenFile string
+}
+
+// LimitsConfig bounds what one client, and all of them together, may
+// hold of the server (SPEC §6). A rate of 0 and a cap of 0 are unlimited.
+type LimitsConfig struct {
+	ReadRate   float64 // requests per second, per client
+	ReadBurst  int
+	WriteRate  float64 // requests per second, per client
+	WriteBurst int
+
+	MaxBlockingQueries          int // open at once, in total
+	MaxBlockingQueriesPerClient int
+	MaxStreams                  int // open event streams, in total
+	MaxStreamsPerClient         int
+	MaxInstances                int // instances held, in total
+
+	// MaxConnections is the budget of open connections; past it, the
+	// longest idle ones are closed. 0: derived from the descriptor limit.
+	MaxConnections int
+
+	HeaderTimeout      time.Duration // to send the request headers
+	BodyTimeout        time.Duration // to send the request body
+	IdleTimeout        time.Duration // a keep-alive connection left idle
+	StreamWriteTimeout time.Duration // an event stream or answer not read
 }
 
 // RegistryConfig holds the TTL rules that clients are told about.
@@ -70,6 +119,9 @@ type RedisTLSConfig struct {
 type LogConfig struct {
 	Level  slog.Level
 	Format string // auto, text or json
+	// AuditFile receives the audit lines (SPEC §6) instead of the main
+	// log; empty: the main log.
+	AuditFile string
 }
 
 // ServiceConfig names this Saga in health reports and as an OS service.
@@ -87,11 +139,26 @@ const (
 // Default returns the built-in defaults, the lowest layer.
 func Default() Config {
 	return Config{
-		Server:   ServerConfig{Host: "127.0.0.1", Port: 8030, ShutdownTimeout: 10 * time.Second},
+		Server:   ServerConfig{Host: "127.0.0.1", Port: 8030, ShutdownTimeout: 10 * time.Second, ProtectedMode: true},
 		Registry: RegistryConfig{TTL: registry.DefaultTTL, HeartbeatInterval: registry.DefaultHeartbeatInterval},
 		Redis:    RedisConfig{AckTimeout: time.Second},
 		Log:      LogConfig{Level: slog.LevelInfo, Format: FormatAuto},
 		Service:  ServiceConfig{Name: "saga"},
+		Limits:   DefaultLimits(),
+	}
+}
+
+// DefaultLimits are limits that a busy deployment does not reach and a
+// runaway client does (docs/security.md explains each).
+func DefaultLimits() LimitsConfig {
+	return LimitsConfig{
+		ReadRate: 500, ReadBurst: 1000,
+		WriteRate: 200, WriteBurst: 400,
+		MaxBlockingQueries: 10000, MaxBlockingQueriesPerClient: 1000,
+		MaxStreams: 1000, MaxStreamsPerClient: 64,
+		MaxInstances:  1000000,
+		HeaderTimeout: 10 * time.Second, BodyTimeout: 30 * time.Second,
+		IdleTimeout: 90 * time.Second, StreamWriteTimeout: 30 * time.Second,
 	}
 }
 
@@ -144,6 +211,67 @@ func (c *Config) Validate() error {
 	}
 	if err := registry.ValidateName("service.name", c.Service.Name); err != nil {
 		return c.invalid("service.name", "must match [A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+	}
+	if err := c.validateTLS(); err != nil {
+		return err
+	}
+	return c.validateLimits()
+}
+
+func (c *Config) validateTLS() error {
+	t := c.Server.TLS
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		if t.CertFile == "" {
+			return c.invalid("server.tls.cert_file", "must be set together with server.tls.key_file")
+		}
+		return c.invalid("server.tls.key_file", "must be set together with server.tls.cert_file")
+	}
+	if t.ClientCAFile != "" && t.CertFile == "" {
+		return c.invalid("server.tls.client_ca_file", "needs server.tls.cert_file and server.tls.key_file")
+	}
+	return nil
+}
+
+func (c *Config) validateLimits() error {
+	l := c.Limits
+	for _, rate := range []struct {
+		key   string
+		value float64
+	}{{"limits.read_rate", l.ReadRate}, {"limits.write_rate", l.WriteRate}} {
+		if rate.value < 0 {
+			return c.invalid(rate.key, "must not be negative")
+		}
+	}
+	for _, n := range []struct {
+		key   string
+		value int
+	}{
+		{"limits.read_burst", l.ReadBurst}, {"limits.write_burst", l.WriteBurst},
+		{"limits.max_blocking_queries", l.MaxBlockingQueries},
+		{"limits.max_blocking_queries_per_client", l.MaxBlockingQueriesPerClient},
+		{"limits.max_streams", l.MaxStreams}, {"limits.max_streams_per_client", l.MaxStreamsPerClient},
+		{"limits.max_instances", l.MaxInstances}, {"limits.max_connections", l.MaxConnections},
+	} {
+		if n.value < 0 {
+			return c.invalid(n.key, "must not be negative")
+		}
+	}
+	if l.ReadRate > 0 && l.ReadBurst < 1 {
+		return c.invalid("limits.read_burst", "must be at least 1 when limits.read_rate is set")
+	}
+	if l.WriteRate > 0 && l.WriteBurst < 1 {
+		return c.invalid("limits.write_burst", "must be at least 1 when limits.write_rate is set")
+	}
+	for _, d := range []struct {
+		key   string
+		value time.Duration
+	}{
+		{"limits.header_timeout", l.HeaderTimeout}, {"limits.body_timeout", l.BodyTimeout},
+		{"limits.idle_timeout", l.IdleTimeout}, {"limits.stream_write_timeout", l.StreamWriteTimeout},
+	} {
+		if d.value <= 0 {
+			return c.invalid(d.key, "must be positive")
+		}
 	}
 	return nil
 }

@@ -65,14 +65,22 @@ func TestLoadDefaults(t *testing.T) {
 
 func TestGoodFiles(t *testing.T) {
 	full := Default()
-	full.Server = ServerConfig{Host: "0.0.0.0", Port: 9000, ShutdownTimeout: 30 * time.Second}
+	full.Server = ServerConfig{Host: "0.0.0.0", Port: 9000, ShutdownTimeout: 30 * time.Second,
+		TLS: ServerTLSConfig{CertFile: "/etc/saga/tls/cert.pem", KeyFile: "/etc/saga/tls/key.pem", ClientCAFile: "/etc/saga/tls/clients.pem"}}
+	full.Auth = AuthConfig{Enabled: true, BootstrapTokenFile: "/run/secrets/saga-bootstrap"}
+	full.Limits = LimitsConfig{
+		ReadRate: 50.5, ReadBurst: 100, WriteRate: 0, WriteBurst: 10,
+		MaxBlockingQueries: 100, MaxBlockingQueriesPerClient: 10, MaxStreams: 20, MaxStreamsPerClient: 2,
+		MaxInstances: 5000, MaxConnections: 256,
+		HeaderTimeout: 5 * time.Second, BodyTimeout: 15 * time.Second, IdleTimeout: time.Minute, StreamWriteTimeout: 20 * time.Second,
+	}
 	full.Registry = RegistryConfig{TTL: 120 * time.Second, HeartbeatInterval: time.Minute}
 	full.Storage.Path = "/var/lib/saga-test"
 	full.Redis = RedisConfig{
 		URL: "rediss://app:s3cret@redis.example.com:6380/2", MinReplicasAck: 1, AckTimeout: 500 * time.Millisecond,
 		TLS: RedisTLSConfig{CAFile: "/etc/saga/ca.pem", CertFile: "/etc/saga/client.pem", KeyFile: "/etc/saga/client-key.pem", ServerName: "redis.internal"},
 	}
-	full.Log = LogConfig{Level: slog.LevelDebug, Format: FormatJSON}
+	full.Log = LogConfig{Level: slog.LevelDebug, Format: FormatJSON, AuditFile: "/var/log/saga/audit.log"}
 	full.Service.Name = "saga-eu-1"
 
 	partial := Default()
@@ -136,6 +144,9 @@ func TestBadFiles(t *testing.T) {
 		{"tls_pair.toml", `config: redis.tls.key_file: "" must be set together with redis.tls.cert_file (from default)`},
 		{"service_name.toml", `config: service.name: "my saga" must match [A-Za-z0-9][A-Za-z0-9._-]{0,127} (from file FILE)`},
 		{"replicas.toml", `config: redis.min_replicas_ack: "-1" must not be negative (from file FILE)`},
+		{"server_tls_pair.toml", `config: server.tls.key_file: "" must be set together with server.tls.cert_file (from default)`},
+		{"rate.toml", `config: limits.read_rate: "fast" is not a rate (requests per second, 0 for unlimited) (from file FILE)`},
+		{"protected_mode.toml", `config: server.protected_mode: "maybe" must be true or false (from file FILE)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {

@@ -47,6 +47,14 @@ var keys = []key{
 		field: portField(func(c *Config) *int { return &c.Server.Port })},
 	{name: "server.shutdown_timeout",
 		field: durationField(func(c *Config) *time.Duration { return &c.Server.ShutdownTimeout })},
+	{name: "server.protected_mode",
+		field: boolField(func(c *Config) *bool { return &c.Server.ProtectedMode })},
+	{name: "server.tls.cert_file",
+		field: stringField(func(c *Config) *string { return &c.Server.TLS.CertFile })},
+	{name: "server.tls.key_file",
+		field: stringField(func(c *Config) *string { return &c.Server.TLS.KeyFile })},
+	{name: "server.tls.client_ca_file",
+		field: stringField(func(c *Config) *string { return &c.Server.TLS.ClientCAFile })},
 	{name: "registry.ttl", env: []string{"REGISTRATION_TTL"},
 		field: durationField(func(c *Config) *time.Duration { return &c.Registry.TTL })},
 	{name: "registry.heartbeat_interval", env: []string{"HEARTBEAT_INTERVAL"},
@@ -72,8 +80,42 @@ var keys = []key{
 		field:      levelField(func(c *Config) *slog.Level { return &c.Log.Level })},
 	{name: "log.format",
 		field: stringField(func(c *Config) *string { return &c.Log.Format })},
+	{name: "log.audit_file",
+		field: stringField(func(c *Config) *string { return &c.Log.AuditFile })},
 	{name: "service.name", env: []string{"SERVICE_NAME"},
 		field: stringField(func(c *Config) *string { return &c.Service.Name })},
+	{name: "auth.enabled",
+		field: boolField(func(c *Config) *bool { return &c.Auth.Enabled })},
+	{name: "auth.bootstrap_token_file",
+		field: stringField(func(c *Config) *string { return &c.Auth.BootstrapTokenFile })},
+	{name: "limits.read_rate",
+		field: rateField(func(c *Config) *float64 { return &c.Limits.ReadRate })},
+	{name: "limits.read_burst",
+		field: intField(func(c *Config) *int { return &c.Limits.ReadBurst })},
+	{name: "limits.write_rate",
+		field: rateField(func(c *Config) *float64 { return &c.Limits.WriteRate })},
+	{name: "limits.write_burst",
+		field: intField(func(c *Config) *int { return &c.Limits.WriteBurst })},
+	{name: "limits.max_blocking_queries",
+		field: intField(func(c *Config) *int { return &c.Limits.MaxBlockingQueries })},
+	{name: "limits.max_blocking_queries_per_client",
+		field: intField(func(c *Config) *int { return &c.Limits.MaxBlockingQueriesPerClient })},
+	{name: "limits.max_streams",
+		field: intField(func(c *Config) *int { return &c.Limits.MaxStreams })},
+	{name: "limits.max_streams_per_client",
+		field: intField(func(c *Config) *int { return &c.Limits.MaxStreamsPerClient })},
+	{name: "limits.max_instances",
+		field: intField(func(c *Config) *int { return &c.Limits.MaxInstances })},
+	{name: "limits.max_connections",
+		field: intField(func(c *Config) *int { return &c.Limits.MaxConnections })},
+	{name: "limits.header_timeout",
+		field: durationField(func(c *Config) *time.Duration { return &c.Limits.HeaderTimeout })},
+	{name: "limits.body_timeout",
+		field: durationField(func(c *Config) *time.Duration { return &c.Limits.BodyTimeout })},
+	{name: "limits.idle_timeout",
+		field: durationField(func(c *Config) *time.Duration { return &c.Limits.IdleTimeout })},
+	{name: "limits.stream_write_timeout",
+		field: durationField(func(c *Config) *time.Duration { return &c.Limits.StreamWriteTimeout })},
 }
 
 // Keys returns every configuration key, in display order.
@@ -171,6 +213,50 @@ func (f intField) set(c *Config, raw any) error {
 }
 
 func (f intField) get(c *Config) string { return strconv.Itoa(*f(c)) }
+
+type boolField func(*Config) *bool
+
+func (f boolField) set(c *Config, raw any) error {
+	switch v := raw.(type) {
+	case bool:
+		*f(c) = v
+		return nil
+	case string:
+		if b, err := strconv.ParseBool(strings.TrimSpace(v)); err == nil {
+			*f(c) = b
+			return nil
+		}
+	}
+	return errors.New("must be true or false")
+}
+
+func (f boolField) get(c *Config) string { return strconv.FormatBool(*f(c)) }
+
+// rateField reads a rate in requests per second: a TOML number or a
+// decimal string, not negative.
+type rateField func(*Config) *float64
+
+func (f rateField) set(c *Config, raw any) error {
+	var v float64
+	var err error
+	switch r := raw.(type) {
+	case int64:
+		v = float64(r)
+	case float64:
+		v = r
+	case string:
+		v, err = strconv.ParseFloat(strings.TrimSpace(r), 64)
+	default:
+		err = errors.New("not a number")
+	}
+	if err != nil || v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+		return errors.New("is not a rate (requests per second, 0 for unlimited)")
+	}
+	*f(c) = v
+	return nil
+}
+
+func (f rateField) get(c *Config) string { return strconv.FormatFloat(*f(c), 'f', -1, 64) }
 
 type portField func(*Config) *int
 
