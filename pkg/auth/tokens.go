@@ -21,7 +21,7 @@ const DefaultRefresh = 30 * time.Second
 // Spec is what a new token is made from.
 type Spec struct {
 	Role        Role
-	Services    []string      // globs; empty: every service
+	Services    []string // globs; empty: every service
 	Description string
 	TTL         time.Duration // 0: never expires
 }
@@ -76,23 +76,28 @@ func (t *Tokens) Load(ctx context.Context) error {
 }
 
 // Run keeps the cache current until ctx ends: it lists the tokens again
-// after each change notice, and every refresh as a fallback.
+// after each change notice, and every refresh as a fallback; after a
+// failed list (the store is away), every second until one succeeds.
 func (t *Tokens) Run(ctx context.Context, refresh time.Duration) {
 	if refresh <= 0 {
 		refresh = DefaultRefresh
 	}
-	ticker := time.NewTicker(refresh)
-	defer ticker.Stop()
+	const retry = time.Second
+	timer := time.NewTimer(refresh)
+	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.store.TokenChanges():
-		case <-ticker.C:
+		case <-timer.C:
 		}
+		next := refresh
 		if err := t.Load(ctx); err != nil && ctx.Err() == nil {
 			t.logger.Warn("reloading tokens failed; keeping the ones held", "err", err)
+			next = retry
 		}
+		timer.Reset(next)
 	}
 }
 

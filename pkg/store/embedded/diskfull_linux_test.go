@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/sagaproject/saga/internal/asynctest"
+	"github.com/sagaproject/saga/pkg/auth"
+	"github.com/sagaproject/saga/pkg/auth/authtest"
 	"github.com/sagaproject/saga/pkg/registry"
 	"github.com/sagaproject/saga/pkg/registry/registrytest"
 )
@@ -24,19 +26,7 @@ import (
 // takes writes again by itself, with one TTL of grace and a resync, and no
 // index that a reader saw ever goes backwards.
 func TestDiskFull(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount a tmpfs")
-	}
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=8m,mode=0700"); err != nil {
-		t.Fatalf("mount a tmpfs on %s: %v", dir, err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, 0); err != nil {
-			t.Errorf("unmount the tmpfs: %v", err)
-		}
-	})
-
+	dir := mountTmpfs(t)
 	var logs asynctest.LogBuffer
 	clock := registry.NewManualClock(t0)
 	s, err := open(dir, slog.New(slog.NewTextHandler(&logs, nil)), options{changesBuffer: 1 << 16, clock: clock})
@@ -84,17 +74,7 @@ func TestDiskFull(t *testing.T) {
 		return web
 	}
 
-	// Leave 64 KiB: less than a probe writes, so the store cannot come
-	// back before the test frees space.
-	filler := filepath.Join(dir, "filler")
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		t.Fatal(err)
-	}
-	free := int64(st.Bavail) * st.Bsize
-	if err := os.WriteFile(filler, make([]byte, free-64<<10), 0o600); err != nil {
-		t.Fatalf("write the filler: %v", err)
-	}
+	filler := fillDisk(t, dir)
 
 	var (
 		mu      sync.Mutex
@@ -246,6 +226,99 @@ func TestDiskFull(t *testing.T) {
 			break
 		}
 	}
+}
+
+// TestDiskFullToken fills a real file system with tokens: the token write
+// that the full disk refuses answers ErrUnavailable and is never listed,
+// not before the space is freed, not after, not after a restart.
+func TestDiskFullToken(t *testing.T) {
+	dir := mountTmpfs(t)
+	s, err := Open(dir, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			s.Close()
+		}
+	})
+	filler := fillDisk(t, dir)
+
+	// Large descriptions fill the 64 KiB left in a few dozen writes.
+	var acked []auth.Token
+	var refused auth.Token
+	for i := 0; refused.Accessor == ""; i++ {
+		if i == 10_000 {
+			t.Fatalf("%d token writes on a full tmpfs, none failed", i)
+		}
+		tok := authtest.Token(t, fmt.Sprint(i, strings.Repeat(" padding", 512)))
+		switch err := s.CreateToken(t.Context(), tok); {
+		case err == nil:
+			acked = append(acked, tok)
+		case errors.Is(err, registry.ErrUnavailable):
+			refused = tok
+		default:
+			t.Fatalf("CreateToken on a full disk = %v, want ErrUnavailable", err)
+		}
+	}
+	t.Logf("%d token writes acknowledged before the full disk refused one", len(acked))
+	wantTokens(t, s, acked...)
+	if err := s.CreateToken(t.Context(), authtest.Token(t, "while failed")); !errors.Is(err, registry.ErrUnavailable) {
+		t.Errorf("CreateToken while writes fail = %v, want ErrUnavailable", err)
+	}
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	asynctest.Eventually(t, 5*time.Second, "Ping after space was freed", func() error { return s.Ping(t.Context()) })
+	after := authtest.Token(t, "after")
+	if err := s.CreateToken(t.Context(), after); err != nil {
+		t.Fatalf("CreateToken after recovery: %v", err)
+	}
+	acked = append(acked, after)
+	wantTokens(t, s, acked...)
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	closed = true
+	wantTokens(t, openStore(t, dir), acked...)
+}
+
+// mountTmpfs mounts an 8 MiB tmpfs on a temporary directory for the test,
+// or skips the test when it cannot (it needs root).
+func mountTmpfs(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a tmpfs")
+	}
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=8m,mode=0700"); err != nil {
+		t.Fatalf("mount a tmpfs on %s: %v", dir, err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(dir, 0); err != nil {
+			t.Errorf("unmount the tmpfs: %v", err)
+		}
+	})
+	return dir
+}
+
+// fillDisk fills the file system of dir up to 64 KiB and returns the file
+// that holds the space. 64 KiB is less than a probe writes, so the store
+// cannot come back before the test frees space.
+func fillDisk(t *testing.T, dir string) string {
+	t.Helper()
+	filler := filepath.Join(dir, "filler")
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	free := int64(st.Bavail) * st.Bsize
+	if err := os.WriteFile(filler, make([]byte, free-64<<10), 0o600); err != nil {
+		t.Fatalf("write the filler: %v", err)
+	}
+	return filler
 }
 
 // checkAcked checks that a service holds exactly the acknowledged ids.

@@ -63,6 +63,7 @@ var (
 	bucketMeta      = []byte("meta")      // "format" → formatVersion; "probe" only while a probe runs (commit.go)
 	bucketServices  = []byte("services")  // service name → index, 8 bytes big-endian
 	bucketInstances = []byte("instances") // service + 0x00 + id → record (record.go)
+	bucketTokens    = []byte("tokens")    // accessor → JSON of auth.Token (tokens.go)
 	keyFormat       = []byte("format")
 	keyProbe        = []byte("probe")
 )
@@ -101,6 +102,8 @@ type Store struct {
 	repair        map[key]struct{}
 	repairIndexes map[string]struct{}
 	closed        bool
+
+	tokens tokenState // tokens.go
 }
 
 type service struct {
@@ -171,6 +174,7 @@ func open(dir string, logger *slog.Logger, opts options) (*Store, error) {
 		nextDue:       math.MinInt64,
 		repair:        make(map[key]struct{}),
 		repairIndexes: make(map[string]struct{}),
+		tokens:        newTokenState(),
 	}
 	if err := s.load(); err != nil {
 		_ = db.Close() // the load error is the one worth reporting
@@ -200,8 +204,9 @@ func openDB(path string) (db *bolt.DB, err error) {
 	})
 }
 
-// load checks the file, creates the buckets of a new file, and reads every
-// service and instance into memory.
+// load checks the file, creates the buckets of a new file (and those that
+// a file of an earlier release lacks), and reads every service, instance
+// and token into memory.
 func (s *Store) load() error {
 	// Check the whole file before the first write: a write on a damaged
 	// file could spread the damage.
@@ -220,6 +225,9 @@ func (s *Store) load() error {
 		return fmt.Errorf("prepare data file %s: %w", s.path, err)
 	}
 	if err := s.view(s.loadTx); err != nil {
+		return s.corrupt(err)
+	}
+	if err := s.view(s.loadTokens); err != nil {
 		return s.corrupt(err)
 	}
 	return nil
@@ -301,7 +309,9 @@ func initBuckets(tx *bolt.Tx) error {
 	if v := string(meta.Get(keyFormat)); v != formatVersion {
 		return fmt.Errorf("data format %q, this saga reads %q", v, formatVersion)
 	}
-	for _, name := range [][]byte{bucketServices, bucketInstances} {
+	// A bucket added since format 1 is created here in an older file too:
+	// an earlier release ignores the buckets it does not know.
+	for _, name := range [][]byte{bucketServices, bucketInstances, bucketTokens} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return err
 		}

@@ -23,7 +23,7 @@ const receiveTimeout = 5 * time.Second
 
 // subscribe reads the change channel until ctx ends. go-redis reconnects
 // and subscribes again by itself; each (re)subscription may have missed
-// notices, so it sends EventResync.
+// notices, so it sends EventResync and signals TokenChanges.
 func (s *Store) subscribe(ctx context.Context) {
 	ownPrefix := `{"origin":"` + s.origin + `"` // how noticeLua starts our notices
 	failures := 0
@@ -52,8 +52,13 @@ func (s *Store) subscribe(ctx context.Context) {
 			if m.Kind == "subscribe" {
 				s.due.lost()
 				s.feed.Resync()
+				s.tokensChanged()
 			}
 		case *goredis.Message:
+			if strings.HasPrefix(m.Payload, tokenNoticePrefix) {
+				s.tokensChanged() // ours too: writeToken signalled already, and twice costs nothing
+				continue
+			}
 			if strings.HasPrefix(m.Payload, ownPrefix) {
 				continue // our own change, already on the feed; skip decoding it
 			}

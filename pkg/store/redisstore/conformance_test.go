@@ -7,6 +7,8 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/sagaproject/saga/pkg/auth"
+	"github.com/sagaproject/saga/pkg/auth/authtest"
 	"github.com/sagaproject/saga/pkg/registry"
 	"github.com/sagaproject/saga/pkg/registry/registrytest"
 	"github.com/sagaproject/saga/pkg/store/redisstore"
@@ -15,17 +17,18 @@ import (
 
 // Each server is emptied with FLUSHALL before every subtest, so the suite
 // sees a fresh store each time without paying for a new process.
+// The token suites (authtest) run on the same servers.
 func TestConformance(t *testing.T) {
 	t.Run("standalone", func(t *testing.T) {
 		t.Parallel()
 		srv := redistest.Start(t)
 		admin := srv.Client()
-		registrytest.Run(t, func(t *testing.T) registry.Store {
+		flush := func(t *testing.T) {
 			if err := admin.FlushAll(t.Context()).Err(); err != nil {
 				t.Fatal(err)
 			}
-			return open(t, redisstore.Options{URL: srv.URL()})
-		})
+		}
+		runSuites(t, flush, redisstore.Options{URL: srv.URL()})
 	})
 	t.Run("tls", func(t *testing.T) {
 		t.Parallel()
@@ -41,15 +44,32 @@ func TestConformance(t *testing.T) {
 	t.Run("cluster", func(t *testing.T) {
 		t.Parallel()
 		cluster := redistest.StartCluster(t)
-		registrytest.Run(t, func(t *testing.T) registry.Store {
+		flush := func(t *testing.T) {
 			for _, n := range cluster.Nodes {
 				if err := n.Client().FlushAll(t.Context()).Err(); err != nil {
 					t.Fatal(err)
 				}
 			}
 			drainClusterBus(t, cluster)
-			return open(t, redisstore.Options{URL: cluster.URL()})
-		})
+		}
+		runSuites(t, flush, redisstore.Options{URL: cluster.URL()})
+	})
+}
+
+// runSuites runs the registry and token suites on one Redis, which flush
+// empties before each subtest.
+func runSuites(t *testing.T, flush func(t *testing.T), opts redisstore.Options) {
+	registrytest.Run(t, func(t *testing.T) registry.Store {
+		flush(t)
+		return open(t, opts)
+	})
+	authtest.Run(t, func(t *testing.T) auth.Store {
+		flush(t)
+		return open(t, opts)
+	})
+	authtest.RunShared(t, func(t *testing.T) (auth.Store, auth.Store) {
+		flush(t)
+		return open(t, opts), open(t, opts)
 	})
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sagaproject/saga/internal/asynctest"
+	"github.com/sagaproject/saga/pkg/auth/authtest"
 	"github.com/sagaproject/saga/pkg/registry"
 	"github.com/sagaproject/saga/pkg/registry/registrytest"
 	"github.com/sagaproject/saga/pkg/store/redisstore"
@@ -17,7 +18,8 @@ import (
 // Redis stops under a live store for longer than every TTL, then comes
 // back: the store reports unavailable meanwhile, reconnects by itself
 // within 5 s, and grants one TTL of grace, so nothing expires because of
-// the outage.
+// the outage. Token notices may have been missed meanwhile, so
+// TokenChanges fires once the store has subscribed again.
 func TestOutageAndRecovery(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
@@ -27,6 +29,10 @@ func TestOutageAndRecovery(t *testing.T) {
 		if _, err := s.Register(t.Context(), registrytest.Instance("web", id, 10, clock.Now())); err != nil {
 			t.Fatal(err)
 		}
+	}
+	tok := authtest.Token(t, "before the outage")
+	if err := s.CreateToken(t.Context(), tok); err != nil {
+		t.Fatal(err)
 	}
 
 	srv.Stop()
@@ -40,6 +46,10 @@ func TestOutageAndRecovery(t *testing.T) {
 	_, writes["expire"] = s.ExpireDue(t.Context(), clock.Now())
 	_, writes["snapshot"] = s.Snapshot(t.Context())
 	writes["grace"] = s.GrantGrace(t.Context(), clock.Now())
+	writes["create token"] = s.CreateToken(t.Context(), authtest.Token(t, "refused"))
+	writes["bootstrap token"] = s.BootstrapToken(t.Context(), authtest.Token(t, "refused"))
+	_, writes["revoke token"] = s.RevokeToken(t.Context(), tok.Accessor)
+	_, writes["list tokens"] = s.ListTokens(t.Context())
 	for op, err := range writes {
 		if !errors.Is(err, registry.ErrUnavailable) {
 			t.Errorf("%s with Redis stopped = %v, want ErrUnavailable", op, err)
@@ -51,10 +61,15 @@ func TestOutageAndRecovery(t *testing.T) {
 	clock.Advance(time.Minute)
 	time.Sleep(3 * time.Second)
 	drain(s.Changes())
+	authtest.Drain(s)
 	srv.Restart()
 	took := asynctest.Eventually(t, 5*time.Second, "store back after Redis restarted", func() error { return s.Ping(t.Context()) })
 	t.Logf("store answered %s after Redis came back", took)
 	waitChange(t, s.Changes(), time.Second, func(ev registry.Event) bool { return ev.Type == registry.EventResync })
+	authtest.WaitChange(t, s, 5*time.Second, "after Redis came back")
+	if list, err := s.ListTokens(t.Context()); err != nil || len(list) != 1 || list[0].Accessor != tok.Accessor {
+		t.Errorf("tokens after the outage: %+v, %v; want only the one created before", list, err)
+	}
 
 	events, err := s.ExpireDue(t.Context(), clock.Now())
 	if err != nil || len(events) != 0 {

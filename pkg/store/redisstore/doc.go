@@ -12,7 +12,8 @@
 // shortnotice.go (records and change notices as Redis holds and publishes
 // them), recordcache.go (the records this process has decoded),
 // changefeed.go (the subscriber and the Changes feed), monitor.go (the
-// connection monitor: outages, reconnection, grace) and due.go (which
-// services may have something to expire). Package redisurl holds the
+// connection monitor: outages, reconnection, grace), due.go (which
+// services may have something to expire) and tokens.go (the auth.Store
+// methods: tokens in one hash, with their own scripts and notice). Package redisurl holds the
 // grammar of Redis URLs, which the configuration checks with too.
 package redisstore

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sagaproject/saga/internal/asynctest"
+	"github.com/sagaproject/saga/pkg/auth/authtest"
 	"github.com/sagaproject/saga/pkg/registry"
 	"github.com/sagaproject/saga/pkg/registry/registrytest"
 	"github.com/sagaproject/saga/pkg/store/redisstore"
@@ -19,7 +20,9 @@ import (
 // The master dies while two clients keep registering and heartbeating:
 // one plain, one that waits for a replica (MinReplicasAck=1). Plain writes
 // resume within 10 s of the failover; every registration the waiting
-// client had acknowledged is on the new master.
+// client had acknowledged is on the new master, and so is a token it
+// created. The other client's TokenChanges fires when it subscribes again
+// to the new master, since token notices may have been missed.
 func TestSentinelFailover(t *testing.T) {
 	t.Parallel()
 	set := redistest.StartSentinel(t)
@@ -78,6 +81,13 @@ func TestSentinelFailover(t *testing.T) {
 		}
 		return nil
 	})
+	tok := authtest.Token(t, "created before the failover")
+	if err := acked.CreateToken(t.Context(), tok); err != nil {
+		t.Fatalf("CreateToken waiting for a replica: %v", err)
+	}
+	authtest.WaitChange(t, plain, time.Second, "the other process, after CreateToken")
+	authtest.Drain(plain)
+
 	killed := time.Now()
 	promoted := set.KillMaster(30 * time.Second)
 	failedOver := time.Now()
@@ -90,6 +100,12 @@ func TestSentinelFailover(t *testing.T) {
 		return errors.New("no successful write since the failover")
 	})
 	t.Logf("plain writes resumed %s after the failover", took.Round(time.Millisecond))
+	authtest.WaitChange(t, plain, 10*time.Second, "after the failover")
+	if list, err := plain.ListTokens(t.Context()); err != nil || len(list) != 1 {
+		t.Errorf("tokens after the failover: %+v, %v; want the one created before", list, err)
+	} else {
+		authtest.WantToken(t, list[0], tok)
+	}
 	close(stop)
 	wg.Wait()
 

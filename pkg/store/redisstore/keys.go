@@ -2,9 +2,12 @@ package redisstore
 
 // Key names (docs/redis.md). Every key of one service carries the hash tag
 // {name}, so a script that touches them all runs on one Cluster node.
+// Service keys always hold a "{", so service:catalog and service:tokens
+// can never be a service's.
 const (
 	catalogKey    = "service:catalog" // SET of service names, for Snapshot and expiry
 	changeChannel = "service:changes" // pub/sub channel of change notices
+	tokensKey     = "service:tokens"  // HASH accessor -> JSON of auth.Token (tokens.go)
 )
 
 // serviceKeys are the KEYS of every script, in the order scripts.go names.

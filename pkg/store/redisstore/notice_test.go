@@ -14,6 +14,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/sagaproject/saga/internal/asynctest"
+	"github.com/sagaproject/saga/pkg/auth/authtest"
 	"github.com/sagaproject/saga/pkg/registry"
 	"github.com/sagaproject/saga/pkg/registry/registrytest"
 	"github.com/sagaproject/saga/pkg/store/redisstore/redistest"
@@ -256,6 +257,23 @@ func TestHeartbeatOfUnknownRecordFetchesIt(t *testing.T) {
 	n.ID = "gone"
 	if _, ok, err := late.fetchRecord(t.Context(), n); ok || err != nil {
 		t.Errorf("fetchRecord of a missing instance = %v, %v; want not ok", ok, err)
+	}
+
+	// A token notice is told apart before decoding: the late process
+	// signals TokenChanges, reads nothing and sends no event.
+	log.take()
+	authtest.Drain(late)
+	if err := a.CreateToken(t.Context(), authtest.Token(t, "notice")); err != nil {
+		t.Fatal(err)
+	}
+	authtest.WaitChange(t, late, time.Second, "the late process, after a token write")
+	select {
+	case ev := <-late.Changes():
+		t.Errorf("a token notice sent %+v on Changes", ev)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if trips := log.take(); len(trips) != 0 {
+		t.Errorf("a token notice made the late process send %q", trips)
 	}
 }
 

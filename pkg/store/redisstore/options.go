@@ -20,8 +20,9 @@ type Options struct {
 	CertFile   string
 	KeyFile    string
 	ServerName string
-	// MinReplicasAck > 0 makes Register and Deregister wait (Redis WAIT) until
-	// that many replicas have the change, at most AckTimeout (default 1 s).
+	// MinReplicasAck > 0 makes Register, Deregister and token writes wait
+	// (Redis WAIT) until that many replicas have the change, at most
+	// AckTimeout (default 1 s).
 	MinReplicasAck int
 	AckTimeout     time.Duration
 	// Clock dates the self-preservation grace granted after an outage;

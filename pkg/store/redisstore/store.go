@@ -37,7 +37,8 @@ type Store struct {
 	records recordCache
 	due     dueHints
 
-	feed *registry.Feed
+	feed         *registry.Feed
+	tokenChanges chan struct{} // TokenChanges (tokens.go)
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -81,6 +82,8 @@ func Open(ctx context.Context, opts Options, logger *slog.Logger) (*Store, error
 		ackTimeout: opts.AckTimeout,
 		kick:       make(chan struct{}, 1),
 		feed:       registry.NewFeed(changesBuffer),
+
+		tokenChanges: make(chan struct{}, 1),
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
