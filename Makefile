@@ -91,7 +91,7 @@ bench: ## Go benchmarks of the hot paths (lookup, heartbeat, register)
 bench-load: build ## The load tool against a fresh saga on a free port, beside a bare HTTP ceiling
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o bin/saga-bench ./cmd/saga-bench
 	@dir=$$(mktemp -d); \
-	SAGA_LOG_FORMAT=json ./$(BIN) serve --port 0 --data-dir $$dir/data >$$dir/saga.log 2>&1 & pid=$$!; \
+	SAGA_LOG_FORMAT=json SAGA_LIMITS_READ_RATE=0 SAGA_LIMITS_WRITE_RATE=0 ./$(BIN) serve --port 0 --data-dir $$dir/data >$$dir/saga.log 2>&1 & pid=$$!; \
 	for i in $$(seq 100); do addr=$$(sed -n 's/.*"msg":"serving".*"addr":"\([^"]*\)".*/\1/p' $$dir/saga.log); [ -n "$$addr" ] && break; sleep 0.1; done; \
 	[ -n "$$addr" ] || { cat $$dir/saga.log; kill $$pid; exit 1; }; \
 	./bin/saga-bench -addr $$addr -c 32 -d 10s -scenario all -ceiling; rc=$$?; \

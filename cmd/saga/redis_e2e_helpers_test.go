@@ -18,7 +18,8 @@ import (
 // redisURL and its own home and data directory.
 func startRedisSaga(t *testing.T, redisURL string) *sagaProcess {
 	t.Helper()
-	env := sagaEnv(t, "REDIS_URL="+redisURL, "SAGA_DATA_DIR="+t.TempDir())
+	// The tests hammer it from one address: no per-client rates.
+	env := sagaEnv(t, "REDIS_URL="+redisURL, "SAGA_DATA_DIR="+t.TempDir(), "SAGA_LIMITS_READ_RATE=0", "SAGA_LIMITS_WRITE_RATE=0")
 	return startSaga(t, env, "serve", "--port", "0")
 }
 

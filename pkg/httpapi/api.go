@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/sagaproject/saga/pkg/auth"
 	"github.com/sagaproject/saga/pkg/registry"
 	"github.com/sagaproject/saga/pkg/view"
 )
@@ -63,6 +64,18 @@ type Options struct {
 	// configuration's service.name); "": DefaultServiceName.
 	ServiceName string
 
+	// Tokens holds the tokens that requests are checked against; nil:
+	// tokens kept in memory only.
+	Tokens *auth.Tokens
+	// Auth is whether tokens are required, and protected mode; SetAuth
+	// changes it while serving.
+	Auth AuthSettings
+	// Audit receives one line per write and token change; nil: Logger.
+	Audit *slog.Logger
+	// Limits bound what clients may hold (SPEC §6); the zero Limits is
+	// unlimited. SetLimits changes them while serving.
+	Limits Limits
+
 	// Registerer receives the API's metrics; nil: a registry of the API's own,
 	// which also collects Go and process metrics. GET /metrics serves
 	// Registerer when it is also a prometheus.Gatherer, else the default
@@ -85,6 +98,12 @@ type API struct {
 	started           time.Time
 	ready             atomic.Bool
 	metrics           *metrics
+	denials           *prometheus.CounterVec
+	tokens            *auth.Tokens
+	authSettings      atomic.Pointer[AuthSettings]
+	audit             *slog.Logger
+	limits            atomic.Pointer[Limits]
+	clients           *clientTable
 	router            chi.Router
 	// draining ends the long-lived requests once the server drains.
 	draining    context.Context
@@ -112,6 +131,12 @@ func New(opts Options) *API {
 	if opts.ServiceName == "" {
 		opts.ServiceName = DefaultServiceName
 	}
+	if opts.Tokens == nil {
+		opts.Tokens = auth.NewTokens(auth.NewMemoryStore(), opts.Clock, opts.Logger)
+	}
+	if opts.Audit == nil {
+		opts.Audit = opts.Logger
+	}
 	gatherer := prometheus.DefaultGatherer
 	if opts.Registerer == nil {
 		reg := prometheus.NewRegistry()
@@ -134,7 +159,13 @@ func New(opts Options) *API {
 		serviceName:       opts.ServiceName,
 		started:           opts.Clock.Now(),
 	}
-	a.metrics = newMetrics(opts.Registerer, gatherer, opts.View)
+	a.clients = newClientTable()
+	a.SetLimits(opts.Limits)
+	a.metrics = newMetrics(opts.Registerer, gatherer, opts.View, a.clients)
+	a.denials = newDenialCounter(opts.Registerer)
+	a.tokens = opts.Tokens
+	a.audit = opts.Audit.With("component", "audit")
+	a.SetAuth(opts.Auth)
 	a.store = opts.Store
 	a.draining, a.endLongLive = context.WithCancel(context.Background())
 	a.ready.Store(true)

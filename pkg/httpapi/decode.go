@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"os"
 	"reflect"
 	"slices"
 	"strconv"
@@ -97,6 +98,8 @@ func decodeError(err error) error {
 	switch {
 	case errors.As(err, &tooBig):
 		return err
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return &registry.FieldError{Field: "body", Message: "did not arrive in time (limits.body_timeout)"}
 	case errors.As(err, &syntax):
 		return &registry.FieldError{Field: "body", Message: fmt.Sprintf("malformed JSON at byte %d: %v", syntax.Offset, syntax)}
 	case errors.Is(err, io.ErrUnexpectedEOF):

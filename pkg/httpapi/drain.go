@@ -29,6 +29,14 @@ func (a *API) longLived(blockingOnly bool) func(http.Handler) http.Handler {
 				next.ServeHTTP(w, r)
 				return
 			}
+			// Each one holds a goroutine and a connection for minutes, so
+			// they are capped per client and in total (SPEC §6).
+			release, err := a.admitLongLived(r, !blockingOnly)
+			if err != nil {
+				a.writeError(w, r, err)
+				return
+			}
+			defer release()
 			ctx, cancel := context.WithCancel(r.Context())
 			defer cancel()
 			stop := context.AfterFunc(a.draining, cancel)

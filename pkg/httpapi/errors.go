@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 
+	"github.com/sagaproject/saga/pkg/auth"
 	"github.com/sagaproject/saga/pkg/registry"
 )
 
@@ -17,6 +19,9 @@ const (
 	codeMethodNotAllowed = "method_not_allowed"
 	codePayloadTooLarge  = "payload_too_large"
 	codeUnavailable      = "unavailable"
+	codeRateLimited      = "rate_limited"
+	codeUnauthenticated  = "unauthenticated"
+	codePermissionDenied = "permission_denied"
 	codeInternal         = "internal"
 )
 
@@ -53,11 +58,21 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		return // the client has gone; nobody reads an answer
 	}
 	status, detail := a.classify(r, err)
-	if rec, ok := w.(*statusRecorder); ok {
+	if rec := recorderOf(r); rec != nil {
 		rec.errCode = detail.Code
 	}
-	if status == http.StatusServiceUnavailable {
+	var limited *limitError
+	if errors.As(err, &limited) {
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(limited.retryAfter)))
+	}
+	if status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
 		w.Header().Set("Retry-After", "1")
+	}
+	if d, ok := auth.IsDenial(err); ok {
+		a.denials.WithLabelValues(d.Reason).Inc()
+		if !d.Forbidden {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="saga"`)
+		}
 	}
 	writeJSON(w, status, errorBody{Error: detail})
 }
@@ -65,10 +80,20 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 func (a *API) classify(r *http.Request, err error) (int, errorDetail) {
 	var (
 		own     *apiError
+		denial  *auth.Denial
 		tooBig  *http.MaxBytesError
 		invalid *registry.FieldError
 	)
 	switch {
+	case errors.As(err, &denial):
+		if denial.Forbidden {
+			return http.StatusForbidden, errorDetail{Code: codePermissionDenied, Message: denial.Message}
+		}
+		return http.StatusUnauthorized, errorDetail{Code: codeUnauthenticated, Message: denial.Message}
+	case errors.Is(err, auth.ErrTokenNotFound):
+		return http.StatusNotFound, errorDetail{Code: codeNotFound, Message: "no token has this accessor"}
+	case errors.Is(err, auth.ErrBootstrapped):
+		return http.StatusForbidden, errorDetail{Code: codePermissionDenied, Message: "tokens already exist, so bootstrap is done; ask an admin for a token"}
 	case errors.As(err, &own):
 		return own.status, errorDetail{Code: own.code, Message: own.message}
 	case errors.As(err, &tooBig):

@@ -26,12 +26,19 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
+	// A token with a service scope sees the events of its services only:
+	// naming another is refused, naming none follows those in scope.
+	tok, scoped := a.scope(r)
+	for _, name := range services {
+		if scoped && !tok.InScope(name) {
+			return outOfScope(name)
+		}
+	}
 
 	sub := a.view.Subscribe(services)
 	defer sub.Close()
 
 	rc := http.NewResponseController(w)
-	_ = rc.SetWriteDeadline(time.Time{}) // a stream outlives the server's write timeout
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
@@ -41,6 +48,7 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) error {
 	// From here on the status is sent: failures end the stream, they are
 	// not answered. A failed write means the client has gone.
 	send := func(chunk string) bool {
+		a.extendWriteDeadline(rc) // a client that stops reading is cut off
 		if _, err := fmt.Fprint(w, chunk); err != nil {
 			return false
 		}
@@ -61,6 +69,9 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) error {
 			}
 			return nil
 		case ev := <-sub.Events():
+			if scoped && !tok.InScope(ev.Service) {
+				continue
+			}
 			data, err := json.Marshal(ev)
 			if err != nil {
 				a.logger.Error("encode event", "err", err)

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"runtime/debug"
@@ -19,10 +20,13 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	errors   *prometheus.CounterVec
-	handler  http.Handler
+	// rateLimited counts refusals by the limits, by kind: read, write,
+	// blocking, stream, instances.
+	rateLimited *prometheus.CounterVec
+	handler     http.Handler
 }
 
-func newMetrics(reg prometheus.Registerer, gatherer prometheus.Gatherer, v *view.View) *metrics {
+func newMetrics(reg prometheus.Registerer, gatherer prometheus.Gatherer, v *view.View, clients *clientTable) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "saga_http_requests_total", Help: "HTTP requests by route pattern, method and status.",
@@ -34,8 +38,17 @@ func newMetrics(reg prometheus.Registerer, gatherer prometheus.Gatherer, v *view
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "saga_http_request_errors_total", Help: "HTTP error answers by route pattern and error code.",
 		}, []string{"route", "code"}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "saga_http_rate_limited_total", Help: "Requests refused by a limit (limits.*), by kind: read, write, blocking, stream, instances.",
+		}, []string{"kind"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.errors,
+	reg.MustRegister(m.requests, m.duration, m.errors, m.rateLimited,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "saga_http_blocking_queries_open", Help: "Blocking queries waiting for a change.",
+		}, func() float64 { blocking, _ := clients.open(); return float64(blocking) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "saga_http_event_streams_open", Help: "Event streams open.",
+		}, func() float64 { _, streams := clients.open(); return float64(streams) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "saga_registered_instances", Help: "Instances held in memory, including any not yet reaped.",
 		}, func() float64 { return float64(v.Stats().Size) }),
@@ -106,6 +119,15 @@ func (a *API) instrument(next http.Handler) http.Handler {
 				a.metrics.errors.WithLabelValues(route, rec.errCode).Inc()
 			}
 		}()
-		next.ServeHTTP(rec, r)
+		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), recorderKey{}, rec)))
 	})
+}
+
+// recorderKey finds the request's statusRecorder in its context, for
+// writeError and the audit line, whatever writers wrap it.
+type recorderKey struct{}
+
+func recorderOf(r *http.Request) *statusRecorder {
+	rec, _ := r.Context().Value(recorderKey{}).(*statusRecorder)
+	return rec
 }

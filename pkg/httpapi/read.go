@@ -87,10 +87,29 @@ func (a *API) catalog(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
+	if tok, scoped := a.scope(r); scoped {
+		entries, index := a.view.Catalog()
+		inScope := []view.CatalogEntry{}
+		for _, e := range entries {
+			if tok.InScope(e.Name) {
+				inScope = append(inScope, e)
+			}
+		}
+		a.setIndex(w, index)
+		writeJSON(w, http.StatusOK, scopedCatalog{Index: index, Services: inScope})
+		return nil
+	}
 	body, index := a.view.CatalogJSON()
 	a.setIndex(w, index)
 	writeBody(w, http.StatusOK, body)
 	return nil
+}
+
+// scopedCatalog is the catalogue as a token with a service scope sees it:
+// the services inside the scope (SPEC §6), in the shape of CatalogJSON.
+type scopedCatalog struct {
+	Index    uint64              `json:"index"`
+	Services []view.CatalogEntry `json:"services"`
 }
 
 // serviceHealthAnswer is the body of a service's health check.
@@ -227,11 +246,13 @@ func parseWait(s string) (time.Duration, error) {
 
 // block runs wait for at most b.wait. A client that goes away ends it.
 func (a *API) block(w http.ResponseWriter, r *http.Request, b blocking, wait func(context.Context)) error {
-	// The wait may outlast the server's write timeout; give this answer
-	// enough time. Writers that cannot (a test recorder) need not.
-	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(b.wait + 30*time.Second))
+	// Nothing is written while waiting; the answer's write deadline starts
+	// once the wait is over. Writers that cannot (a test recorder) need not.
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Time{})
 	ctx, cancel := context.WithTimeout(r.Context(), b.wait)
 	defer cancel()
 	wait(ctx)
+	a.extendWriteDeadline(rc)
 	return r.Context().Err()
 }

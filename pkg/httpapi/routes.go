@@ -8,29 +8,48 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 )
 
-// routes declares every route of the API (SPEC §2) in one place.
+// routes declares every route of the API (SPEC §2) in one place, each with
+// the access it needs (SPEC §6). Every request that changes something is
+// audited, refused ones too.
 func (a *API) routes() chi.Router {
 	r := chi.NewRouter()
-	r.Use(a.instrument, middleware.GetHead)
+	r.Use(a.instrument, middleware.GetHead, a.authenticate, a.limit)
 	r.NotFound(a.handle(func(http.ResponseWriter, *http.Request) error { return errNoRoute }))
 	r.MethodNotAllowed(a.handle(a.methodNotAllowed))
 
-	r.Get("/livez", a.handle(a.livez))
-	r.Get("/readyz", a.handle(a.readyz))
-	r.Method(http.MethodGet, "/metrics", a.metrics.handler)
+	a.route(r, http.MethodGet, "/livez", accessOpen, a.handle(a.livez))
+	a.route(r, http.MethodGet, "/readyz", accessOpen, a.handle(a.readyz))
+	a.route(r, http.MethodGet, "/metrics", accessRead, a.metrics.handler)
 
 	r.Route("/api/v1", func(r chi.Router) {
-		r.Get("/health", a.handle(a.health))
-		r.With(a.longLived(false)).Get("/events", a.handle(a.events))
-		r.With(a.longLived(true)).Get("/services", a.handle(a.catalog))
-		r.With(a.longLived(true)).Get("/services/{service}", a.handle(a.lookup))
-		r.Get("/services/{service}/health", a.handle(a.serviceHealth))
-		r.Post("/services/{service}/instances", a.handle(a.register))
-		r.Get("/services/{service}/instances/{id}", a.handle(a.getInstance))
-		r.Delete("/services/{service}/instances/{id}", a.handle(a.deregister))
-		r.Put("/services/{service}/instances/{id}/heartbeat", a.handle(a.heartbeat))
+		a.route(r, http.MethodGet, "/health", accessOpen, a.handle(a.health))
+		a.route(r, http.MethodGet, "/events", accessRead, a.handle(a.events), a.longLived(false))
+		a.route(r, http.MethodGet, "/services", accessRead, a.handle(a.catalog), a.longLived(true))
+		a.route(r, http.MethodGet, "/services/{service}", accessRead, a.handle(a.lookup), a.longLived(true))
+		a.route(r, http.MethodGet, "/services/{service}/health", accessOpen, a.handle(a.serviceHealth))
+		a.route(r, http.MethodPost, "/services/{service}/instances", accessWrite, a.handle(a.register))
+		a.route(r, http.MethodGet, "/services/{service}/instances/{id}", accessRead, a.handle(a.getInstance))
+		a.route(r, http.MethodDelete, "/services/{service}/instances/{id}", accessWrite, a.handle(a.deregister))
+		a.route(r, http.MethodPut, "/services/{service}/instances/{id}/heartbeat", accessWrite, a.handle(a.heartbeat))
+
+		a.route(r, http.MethodPost, "/tokens/bootstrap", accessLocal, a.handle(a.bootstrapToken))
+		a.route(r, http.MethodPost, "/tokens", accessAdmin, a.handle(a.createToken))
+		a.route(r, http.MethodGet, "/tokens", accessAdmin, a.handle(a.listTokens))
+		a.route(r, http.MethodGet, "/tokens/self", accessRead, a.handle(a.tokenSelf))
+		a.route(r, http.MethodDelete, "/tokens/{accessor}", accessAdmin, a.handle(a.revokeToken))
 	})
 	return r
+}
+
+// route adds one route, behind the check of the access it needs (and the
+// audit line, for anything but a read), then the route's own middleware.
+func (a *API) route(r chi.Router, method, pattern string, need access, h http.Handler, mw ...func(http.Handler) http.Handler) {
+	var chain []func(http.Handler) http.Handler
+	if method != http.MethodGet {
+		chain = append(chain, a.audited)
+	}
+	chain = append(chain, a.authorize(need))
+	r.With(append(chain, mw...)...).Method(method, pattern, h)
 }
 
 // handlerFunc is a handler that reports failure by returning an error,

@@ -31,6 +31,9 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	in := registry.NewInstance(service, reg, a.clock.Now(), a.defaultTTL)
+	if err := a.admitInstance(service, in.ID); err != nil {
+		return err
+	}
 	ev, err := a.store.Register(r.Context(), in)
 	if err != nil {
 		return fmt.Errorf("register %s/%s: %w", service, in.ID, err)

@@ -8,12 +8,14 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/sagaproject/saga/pkg/auth"
 	"github.com/sagaproject/saga/pkg/httpapi"
 	"github.com/sagaproject/saga/pkg/registry"
 	"github.com/sagaproject/saga/pkg/view"
@@ -30,9 +33,11 @@ const (
 	// DefaultRefresh is how often the view is reloaded from a snapshot,
 	// the fallback should the change feed ever miss an event unnoticed.
 	DefaultRefresh = 30 * time.Second
-	// readHeaderTimeout bounds how long a client may take to send its
-	// request headers.
-	readHeaderTimeout = 10 * time.Second
+	// DefaultHeaderTimeout bounds how long a client may take to send its
+	// request headers, and DefaultIdleTimeout how long a keep-alive
+	// connection may stay idle, when Options set none.
+	DefaultHeaderTimeout = 10 * time.Second
+	DefaultIdleTimeout   = 90 * time.Second
 )
 
 // Options is what a server is built from. Store is required.
@@ -54,6 +59,23 @@ type Options struct {
 	// Registerer receives every metric; nil: a registry of the server's
 	// own, with Go and process metrics, served at /metrics.
 	Registerer prometheus.Registerer
+
+	// Tokens keeps the tokens; nil: Store, when it keeps tokens (both of
+	// Saga's stores do), else memory only.
+	Tokens auth.Store
+	// Auth is whether tokens are required, and protected mode.
+	Auth httpapi.AuthSettings
+	// Audit receives the audit lines; nil: Logger.
+	Audit *slog.Logger
+
+	// Limits bound what clients may hold of the API; the zero value is
+	// unlimited.
+	Limits httpapi.Limits
+	// MaxConnections is the budget of open connections (conns.go); 0:
+	// derived from the descriptor limit; negative: none.
+	MaxConnections int
+	HeaderTimeout  time.Duration // 0: DefaultHeaderTimeout
+	IdleTimeout    time.Duration // 0: DefaultIdleTimeout
 }
 
 // Server is one assembled Saga server.
@@ -62,6 +84,7 @@ type Server struct {
 	store  registry.Store // with metrics
 	view   *view.View
 	api    *httpapi.API
+	tokens *auth.Tokens
 	http   *http.Server
 	logger *slog.Logger
 
@@ -107,7 +130,17 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		s.view.Load(snap)
 	}
 
+	s.tokens = auth.NewTokens(tokenStore(opts), opts.Clock, opts.Logger)
+	if err := s.tokens.Load(ctx); err != nil {
+		// Like the view, the tokens load once the store answers (Start).
+		s.logger.Warn("tokens could not be read at start-up; retrying", "err", err)
+	}
+	opts.Registerer.MustRegister(buildInfo(opts.Version))
+
 	s.api = httpapi.New(httpapi.Options{
+		Tokens:            s.tokens,
+		Auth:              opts.Auth,
+		Audit:             opts.Audit,
 		Store:             s.store,
 		View:              s.view,
 		Clock:             opts.Clock,
@@ -119,11 +152,16 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		Storage:           opts.Storage,
 		ServiceName:       opts.ServiceName,
 		Registerer:        opts.Registerer,
+		Limits:            opts.Limits,
 	})
 	s.http = &http.Server{
+		IdleTimeout:       cmp.Or(opts.IdleTimeout, DefaultIdleTimeout),
 		Handler:           s.api,
-		ReadHeaderTimeout: readHeaderTimeout,
+		ReadHeaderTimeout: cmp.Or(opts.HeaderTimeout, DefaultHeaderTimeout),
 		ErrorLog:          slog.NewLogLogger(opts.Logger.With("component", "http").Handler(), slog.LevelWarn),
+	}
+	if budget := connBudgetFor(opts.MaxConnections); budget > 0 {
+		s.http.ConnState = newConnBudget(budget, opts.Logger.With("component", "http")).track
 	}
 	return s, nil
 }
@@ -141,6 +179,29 @@ func (s *Server) Start() {
 	})
 	reaper := registry.NewReaper(s.store, s.opts.Clock, s.view.Apply, s.logger)
 	s.work.Go(func() { reaper.Run(ctx) })
+	s.work.Go(func() { s.tokens.Run(ctx, s.opts.Refresh) })
+}
+
+// tokenStore is where the server's tokens are kept (Options.Tokens).
+func tokenStore(opts Options) auth.Store {
+	if opts.Tokens != nil {
+		return opts.Tokens
+	}
+	if ts, ok := opts.Store.(auth.Store); ok {
+		return ts
+	}
+	return auth.NewMemoryStore()
+}
+
+// buildInfo is saga_build_info: always 1, labelled with what was built.
+func buildInfo(version string) prometheus.Collector {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "saga_build_info",
+		Help:        "Always 1; its labels say which build of Saga runs.",
+		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
+	})
+	g.Set(1)
+	return g
 }
 
 // Serve serves the API on ln until Shutdown; it returns http.ErrServerClosed then.
