@@ -55,6 +55,8 @@ COPY --from=build --chown=65532:65532 /out/saga /usr/bin/saga
 COPY --chown=65532:65532 packaging/image/state/ /var/lib/saga/
 
 # In a container Saga listens on every interface; the data lives in the volume.
+# Protected mode stays on: through a published port, all but the probes get
+# 403 until auth is on or SAGA_SERVER_PROTECTED_MODE=false (docs/install.md).
 ENV SAGA_SERVER_HOST=0.0.0.0 \
     SAGA_DATA_DIR=/var/lib/saga
 
@@ -63,6 +65,9 @@ WORKDIR /var/lib/saga
 EXPOSE 8030
 VOLUME /var/lib/saga
 
+# With server.tls.* set, `saga health` asks over https and trusts the
+# server's own certificate; under mTLS it needs SAGA_CLIENT_CERT and
+# SAGA_CLIENT_KEY in the environment (docs/security.md).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
     CMD ["/usr/bin/saga", "health", "--quiet"]
 

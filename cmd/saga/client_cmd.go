@@ -27,11 +27,13 @@ type clientFlags struct {
 	server string
 	output string
 	quiet  bool // the command prints nothing (saga health --quiet)
+	conn   connFlags
 }
 
 func (f *clientFlags) add(cmd *cobra.Command) {
 	cmd.PersistentFlags().StringVar(&f.server, "server", "", "address of the Saga server, URL or host:port (default $SAGA_ADDR, else the local server as configured by server.host and server.port, "+client.DefaultAddr+" by default)")
 	cmd.PersistentFlags().StringVarP(&f.output, "output", "o", "table", "output format: table or json")
+	f.conn.add(cmd.PersistentFlags())
 }
 
 // clientCmd is what a client command works with once its flags are read.
@@ -51,11 +53,15 @@ func (f *clientFlags) connect(a *app, notes io.Writer) (*clientCmd, error) {
 	default:
 		return nil, fmt.Errorf("output: %q must be table or json", f.output)
 	}
-	addr, note := a.serverAddr(f.server)
+	addr, serverCert, note := a.serverAddr(f.server)
 	if note != nil && !f.quiet {
 		fmt.Fprintf(notes, "saga: %s\n", printableError{note}) // the file may hold anything
 	}
-	c, err := client.New(addr)
+	opts, err := f.conn.options(a.getenv, addr, serverCert)
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.New(addr, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -72,6 +78,7 @@ func newClientCmds(a *app) []*cobra.Command {
 		newLookupCmd(a),
 		newWatchCmd(a),
 		newHealthCmd(a),
+		newTokenCmd(a),
 	}
 }
 
@@ -82,19 +89,21 @@ func withClient(a *app, flags *clientFlags, body func(ctx context.Context, c *cl
 	return func(cmd *cobra.Command, args []string) error {
 		c, err := flags.connect(a, a.stderr)
 		if err == nil {
-			err = body(cmd.Context(), c, args)
+			err = flags.conn.explainDenial(body(cmd.Context(), c, args))
 		}
 		if err == nil || errors.Is(err, context.Canceled) {
 			return nil
 		}
+		// A subcommand is named with its parent: "token create: …".
+		name := strings.TrimPrefix(cmd.CommandPath(), cmd.Root().Name()+" ")
 		var exit *exitError
 		if errors.As(err, &exit) {
 			if exit.err != nil {
-				exit.err = printableError{fmt.Errorf("%s: %w", cmd.Name(), exit.err)}
+				exit.err = printableError{fmt.Errorf("%s: %w", name, exit.err)}
 			}
 			return exit
 		}
-		return printableError{fmt.Errorf("%s: %w", cmd.Name(), err)}
+		return printableError{fmt.Errorf("%s: %w", name, err)}
 	}
 }
 

@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,8 +24,10 @@ const maxResponseBytes = 64 << 20
 
 // Client talks to one Saga server. It is safe for concurrent use.
 type Client struct {
-	base *url.URL
-	http *http.Client
+	base      *url.URL
+	http      *http.Client
+	token     string      // sent as "Authorization: Bearer <token>" when set
+	tlsConfig *tls.Config // for the default transport
 }
 
 // Option changes how New builds a Client.
@@ -38,6 +41,21 @@ func WithHTTPClient(hc *http.Client) Option {
 	return func(c *Client) { c.http = hc }
 }
 
+// WithToken sends secret as "Authorization: Bearer <secret>" with every
+// request: calls, blocking queries, the event stream and KeepAlive's
+// heartbeats alike.
+func WithToken(secret string) Option {
+	return func(c *Client) { c.token = secret }
+}
+
+// WithTLS makes the default transport use config for https:// servers: the
+// CAs to trust and a client certificate for mTLS (see package tlsfiles for
+// one read from files). It has no effect together with WithHTTPClient,
+// whose transport carries its own TLS settings.
+func WithTLS(config *tls.Config) Option {
+	return func(c *Client) { c.tlsConfig = config }
+}
+
 // New returns a client for the server at addr: a URL such as
 // "http://127.0.0.1:8030", or a bare "host:port" (taken as http).
 func New(addr string, opts ...Option) (*Client, error) {
@@ -49,10 +67,16 @@ func New(addr string, opts ...Option) (*Client, error) {
 	for _, opt := range opts {
 		opt(c)
 	}
+	// Checked here rather than failing every request; the message must
+	// not quote the secret.
+	if strings.ContainsFunc(c.token, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return nil, errors.New("token: must not hold spaces, line breaks or control characters")
+	}
 	if c.http == nil {
 		transport := http.DefaultTransport.(*http.Transport).Clone()
 		// Keep-alive connections for every concurrent caller, not just two.
 		transport.MaxIdleConnsPerHost = 64
+		transport.TLSClientConfig = c.tlsConfig
 		c.http = &http.Client{Transport: transport}
 	}
 	return c, nil
@@ -123,7 +147,7 @@ func (c *Client) call(ctx context.Context, method, path string, query url.Values
 		return r, err
 	}
 	if r.status < 200 || r.status > 299 {
-		return r, decodeError(r.status, r.body)
+		return r, decodeError(r.status, r.header, r.body)
 	}
 	if out != nil {
 		if err := json.Unmarshal(r.body, out); err != nil {
@@ -135,7 +159,14 @@ func (c *Client) call(ctx context.Context, method, path string, query url.Values
 
 func (c *Client) newRequest(ctx context.Context, method, path string, query url.Values, in any) (*http.Request, error) {
 	u := *c.base
-	u.Path = c.base.Path + path
+	// path is escaped already (servicePath): keep that form, so that an
+	// escaped "/" stays one path segment instead of being escaped again.
+	u.RawPath = c.base.EscapedPath() + path
+	unescaped, err := url.PathUnescape(u.RawPath)
+	if err != nil {
+		return nil, fmt.Errorf("build request: %w", err)
+	}
+	u.Path = unescaped
 	u.RawQuery = query.Encode()
 	var body io.Reader
 	if in != nil {
@@ -150,6 +181,9 @@ func (c *Client) newRequest(ctx context.Context, method, path string, query url.
 		return nil, fmt.Errorf("build request: %w", err)
 	}
 	req.Header.Set("Accept", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

@@ -7,8 +7,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/sagaproject/saga/pkg/registry"
 )
@@ -32,15 +34,23 @@ type Error struct {
 	Code    string // e.g. "invalid_argument"
 	Message string
 	Field   string // the request field at fault, when there is one
+	// RetryAfter is how long the server asked the client to wait before
+	// trying again (Retry-After, with rate_limited and unavailable).
+	RetryAfter time.Duration
 }
 
-// Error reads like "port: 70000 is out of range 1-65535 (invalid_argument)".
+// Error reads like "port: 70000 is out of range 1-65535 (invalid_argument)",
+// or "too many requests (rate_limited); retry after 2s".
 func (e *Error) Error() string {
 	msg := e.Message
 	if e.Field != "" && !strings.HasPrefix(msg, e.Field+":") && !strings.HasPrefix(msg, e.Field+" ") {
 		msg = e.Field + ": " + msg
 	}
-	return fmt.Sprintf("%s (%s)", msg, e.Code)
+	msg = fmt.Sprintf("%s (%s)", msg, e.Code)
+	if e.Code == CodeRateLimited && e.RetryAfter > 0 {
+		msg += "; retry after " + e.RetryAfter.String()
+	}
+	return msg
 }
 
 // Is relates API codes to the registry's sentinel errors, so callers can
@@ -63,7 +73,17 @@ func (e *Error) Temporary() bool {
 
 // decodeError builds the *Error of a non-2xx answer, also from a body that
 // is not Saga's JSON (a proxy's error page, say).
-func decodeError(status int, body []byte) *Error {
+func decodeError(status int, header http.Header, body []byte) *Error {
+	e := decodeErrorBody(status, body)
+	// Retry-After in seconds, as Saga sends it; an HTTP date is rare
+	// enough from a proxy to leave out.
+	if secs, err := strconv.Atoi(header.Get("Retry-After")); err == nil && secs > 0 {
+		e.RetryAfter = time.Duration(secs) * time.Second
+	}
+	return e
+}
+
+func decodeErrorBody(status int, body []byte) *Error {
 	var wire struct {
 		Error struct {
 			Code    string `json:"code"`

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
 	"strings"
 	"syscall"
 	"testing"
@@ -51,6 +52,7 @@ func TestDecodeError(t *testing.T) {
 	tests := []struct {
 		name    string
 		status  int
+		header  http.Header
 		body    string
 		want    Error
 		message string
@@ -77,6 +79,34 @@ func TestDecodeError(t *testing.T) {
 			message: "<html> Bad Gateway </html> (internal)",
 		},
 		{
+			name:    "no token",
+			status:  401,
+			body:    `{"error":{"code":"unauthenticated","message":"this request needs a token: send Authorization: Bearer saga_…"}}`,
+			want:    Error{Status: 401, Code: "unauthenticated", Message: "this request needs a token: send Authorization: Bearer saga_…"},
+			message: "this request needs a token: send Authorization: Bearer saga_… (unauthenticated)",
+		},
+		{
+			name:    "outside the scope",
+			status:  403,
+			body:    `{"error":{"code":"permission_denied","message":"this token's service scope does not include \"db\""}}`,
+			want:    Error{Status: 403, Code: "permission_denied", Message: `this token's service scope does not include "db"`},
+			message: `this token's service scope does not include "db" (permission_denied)`,
+		},
+		{
+			name:    "proxy's 401",
+			status:  401,
+			want:    Error{Status: 401, Code: "unauthenticated", Message: "Unauthorized"},
+			message: "Unauthorized (unauthenticated)",
+		},
+		{
+			name:    "rate limited",
+			status:  429,
+			header:  http.Header{"Retry-After": {"3"}},
+			body:    `{"error":{"code":"rate_limited","message":"too many write requests"}}`,
+			want:    Error{Status: 429, Code: "rate_limited", Message: "too many write requests", RetryAfter: 3 * time.Second},
+			message: "too many write requests (rate_limited); retry after 3s",
+		},
+		{
 			name:    "empty body",
 			status:  404,
 			want:    Error{Status: 404, Code: "not_found", Message: "Not Found"},
@@ -85,7 +115,7 @@ func TestDecodeError(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := decodeError(tt.status, []byte(tt.body))
+			got := decodeError(tt.status, tt.header, []byte(tt.body))
 			if *got != tt.want {
 				t.Errorf("decodeError = %+v, want %+v", *got, tt.want)
 			}

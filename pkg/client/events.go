@@ -48,7 +48,7 @@ func (c *Client) Events(ctx context.Context, services ...string) (*EventStream, 
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		return nil, decodeError(resp.StatusCode, body)
+		return nil, decodeError(resp.StatusCode, resp.Header, body)
 	}
 	return &EventStream{ctx: ctx, body: resp.Body, reader: bufio.NewReader(resp.Body), addr: c.Addr()}, nil
 }

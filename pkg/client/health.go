@@ -87,11 +87,11 @@ func (c *Client) getReport(ctx context.Context, path string, out any) error {
 // 503 alike; a 503 that carries an API error instead becomes that *Error.
 func decodeReport(r reply, out any) error {
 	if (r.status != http.StatusOK && r.status != http.StatusServiceUnavailable) || isAPIError(r.body) {
-		return decodeError(r.status, r.body)
+		return decodeError(r.status, r.header, r.body)
 	}
 	if err := json.Unmarshal(r.body, out); err != nil {
 		if r.status != http.StatusOK {
-			return decodeError(r.status, r.body)
+			return decodeError(r.status, r.header, r.body)
 		}
 		return fmt.Errorf("decode health report: %w", err)
 	}

@@ -6,18 +6,25 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	sd "github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/sagaproject/saga/pkg/config"
 	"github.com/sagaproject/saga/pkg/registry"
 	"github.com/sagaproject/saga/pkg/server"
+	"github.com/sagaproject/saga/pkg/tlsfiles"
 )
+
+// tlsPollInterval is how often the TLS files are checked for a change: a
+// stat of three files, cheap enough to notice a rotation within a second.
+const tlsPollInterval = time.Second
 
 // Options is what the daemon needs besides its configuration.
 type Options struct {
@@ -41,7 +48,10 @@ type Daemon struct {
 	logger *slog.Logger
 
 	reloadMu sync.Mutex
-	current  *config.Config // the configuration last loaded, for Reload's comparison
+	current  *config.Config   // the configuration last loaded, for Reload's comparison
+	tls      *tlsfiles.Server // the TLS files being served; nil without TLS
+	srv      *server.Server   // once assembled, for Reload
+	audit    *auditSink       // log.audit_file; nil: the main log
 }
 
 // New returns a daemon that Run starts.
@@ -75,6 +85,19 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr(), err)
 	}
 	defer func() { _ = ln.Close() }() // already closed by the server unless start-up failed
+	if cfg.Server.TLS.Enabled() {
+		files, err := d.startTLS(ctx)
+		if err != nil {
+			return err
+		}
+		ln = tls.NewListener(ln, files.TLSConfig())
+	}
+
+	audit, auditSink, err := openAudit(cfg, d.logger)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = auditSink.Close() }() // after the last request is answered
 
 	store, storage, err := d.openStore(ctx)
 	if err != nil {
@@ -89,11 +112,24 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		HeartbeatInterval: cfg.Registry.HeartbeatInterval,
 		Version:           d.opts.Version,
 		ServiceName:       cfg.Service.Name,
+		Auth:              authSettings(cfg),
+		Audit:             audit,
+		Limits:            apiLimits(cfg.Limits),
+		MaxConnections:    cfg.Limits.MaxConnections,
+		HeaderTimeout:     cfg.Limits.HeaderTimeout,
+		IdleTimeout:       cfg.Limits.IdleTimeout,
 	})
 	if err != nil {
 		_ = store.Close() // the start-up error is the one worth reporting
 		return err
 	}
+	if err := bootstrapFromFile(ctx, d.logger, srv.API().Tokens(), cfg.Auth.BootstrapTokenFile); err != nil {
+		_ = srv.Shutdown(context.Background()) // the bootstrap error is the one worth reporting
+		return err
+	}
+	d.reloadMu.Lock()
+	d.srv, d.audit = srv, auditSink
+	d.reloadMu.Unlock()
 	srv.Start()
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -106,6 +142,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		configFile = cfg.File
 	}
 	d.logger.Info("serving", "addr", ln.Addr().String(), "storage", storage, "version", d.opts.Version, "config_file", configFile)
+	logAccess(d.logger, cfg)
 
 	select {
 	case <-ctx.Done():
@@ -122,4 +159,21 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	err = srv.Shutdown(drainCtx)
 	d.logger.Info("stopped serving")
 	return err
+}
+
+// startTLS loads the TLS files and watches them until ctx ends, so that a
+// rotated certificate or client CA bundle reaches new connections without
+// a signal.
+func (d *Daemon) startTLS(ctx context.Context) (*tlsfiles.Server, error) {
+	t := d.cfg.Server.TLS
+	files, err := tlsfiles.NewServer(t.CertFile, t.KeyFile, t.ClientCAFile)
+	if err != nil {
+		return nil, fmt.Errorf("server.tls: %w", err)
+	}
+	d.reloadMu.Lock()
+	d.tls = files
+	d.reloadMu.Unlock()
+	go files.Watch(ctx, tlsPollInterval, d.logger.With("component", "tls"))
+	d.logger.Info("TLS is on", append([]any{"client_certificates_required", files.MutualTLS()}, files.LogAttrs()...)...)
+	return files, nil
 }
