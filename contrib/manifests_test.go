@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
 	"math/big"
 	"os"
@@ -55,6 +56,18 @@ func TestKubernetesManifests(t *testing.T) {
 		t.Error("secret.yaml: no REDIS_URL")
 	}
 
+	// The shipped placeholder must not be a token: Saga refuses to start
+	// until the operator puts a real one in.
+	var bootstrap corev1.Secret
+	decodeStrict(t, "kubernetes/bootstrap-secret.yaml", &bootstrap)
+	checkKind(t, "bootstrap-secret.yaml", bootstrap.TypeMeta, "v1", "Secret")
+	placeholder, ok := bootstrap.StringData["token"]
+	if !ok {
+		t.Error("bootstrap-secret.yaml: no key token")
+	} else if isToken(placeholder) {
+		t.Error("bootstrap-secret.yaml: the placeholder is a valid token; it must not be one")
+	}
+
 	var dep appsv1.Deployment
 	decodeStrict(t, "kubernetes/deployment.yaml", &dep)
 	checkKind(t, "deployment.yaml", dep.TypeMeta, "apps/v1", "Deployment")
@@ -76,6 +89,10 @@ func TestKubernetesManifests(t *testing.T) {
 	if sc := c.SecurityContext; sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
 		sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
 		t.Error("deployment: container needs readOnlyRootFilesystem and no privilege escalation")
+	}
+	// With auth on, a probe gets no token: it must ask an open route.
+	if p := c.StartupProbe; p != nil && !openRoutes[httpPath(p)] {
+		t.Errorf("deployment: startup probe path %q needs a token", httpPath(p))
 	}
 	if got := httpPath(c.LivenessProbe); got != "/livez" {
 		t.Errorf("deployment: liveness probe path %q, want /livez", got)
@@ -102,6 +119,10 @@ func TestKubernetesManifests(t *testing.T) {
 	if !redisFromSecret {
 		t.Errorf("deployment: REDIS_URL must come from secret %s", secret.Name)
 	}
+	if got := envValue(c.Env, "SAGA_AUTH_ENABLED"); got != "true" {
+		t.Errorf("deployment: SAGA_AUTH_ENABLED = %q, want true", got)
+	}
+	checkBootstrapMount(t, pod, c, bootstrap.Name)
 
 	var svc corev1.Service
 	decodeStrict(t, "kubernetes/service.yaml", &svc)
@@ -123,6 +144,57 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 }
 
+// checkBootstrapMount checks that SAGA_AUTH_BOOTSTRAP_TOKEN_FILE names the
+// token key of secret, mounted read-only and readable by the pod's user
+// or group only.
+func checkBootstrapMount(t *testing.T, pod corev1.PodSpec, c corev1.Container, secret string) {
+	t.Helper()
+	file := envValue(c.Env, "SAGA_AUTH_BOOTSTRAP_TOKEN_FILE")
+	dir, key := filepath.Split(file)
+	var vol *corev1.Volume
+	for i := range pod.Volumes {
+		if s := pod.Volumes[i].Secret; s != nil && s.SecretName == secret {
+			vol = &pod.Volumes[i]
+		}
+	}
+	if vol == nil {
+		t.Fatalf("deployment: no volume of secret %s", secret)
+	}
+	mounted := slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool {
+		return m.Name == vol.Name && m.ReadOnly && filepath.Clean(m.MountPath) == filepath.Clean(dir)
+	})
+	if !mounted || key != "token" || len(vol.Secret.Items) != 0 {
+		t.Errorf("deployment: SAGA_AUTH_BOOTSTRAP_TOKEN_FILE = %q must be the key token of secret %s, mounted read-only", file, secret)
+	}
+	mode := int32(0o644) // Kubernetes' default
+	if vol.Secret.DefaultMode != nil {
+		mode = *vol.Secret.DefaultMode
+	}
+	switch {
+	case mode != 0o400 && mode != 0o440:
+		t.Errorf("deployment: secret %s mounted with mode %#o, want 0400 or 0440", secret, mode)
+	case mode == 0o440 && (pod.SecurityContext == nil || pod.SecurityContext.FSGroup == nil):
+		t.Errorf("deployment: secret %s is mounted 0440 but the pod has no fsGroup to read it with", secret)
+	}
+}
+
+// isToken reports whether s has the form of a Saga token: saga_ and at
+// least 32 bytes in unpadded URL-safe base64.
+func isToken(s string) bool {
+	body, ok := strings.CutPrefix(s, "saga_")
+	raw, err := base64.RawURLEncoding.DecodeString(body)
+	return ok && err == nil && len(raw) >= 32
+}
+
+func envValue(env []corev1.EnvVar, name string) string {
+	for _, e := range env {
+		if e.Name == name {
+			return e.Value
+		}
+	}
+	return ""
+}
+
 func matches(sel *metav1.LabelSelector, labels map[string]string) bool {
 	if sel == nil || len(sel.MatchLabels) == 0 {
 		return false
@@ -134,6 +206,9 @@ func matches(sel *metav1.LabelSelector, labels map[string]string) bool {
 	}
 	return true
 }
+
+// openRoutes answer without a token (SPEC §6).
+var openRoutes = map[string]bool{"/livez": true, "/readyz": true, "/api/v1/health": true}
 
 func httpPath(p *corev1.Probe) string {
 	if p == nil || p.HTTPGet == nil {
@@ -182,9 +257,37 @@ func TestComposeFile(t *testing.T) {
 		if len(svc.Ports) != 1 || svc.Ports[0].Target != 8030 {
 			t.Errorf("compose: %s must publish port 8030", name)
 		}
+		if on := svc.Environment["SAGA_AUTH_ENABLED"]; on == nil || *on != "true" {
+			t.Errorf("compose: %s must set SAGA_AUTH_ENABLED: \"true\"", name)
+		}
+		checkComposeBootstrap(t, project, name, svc)
 	}
 	if len(sagas) != 2 {
 		t.Errorf("compose: %d saga services (%v), want 2", len(sagas), sagas)
+	}
+}
+
+// checkComposeBootstrap checks that SAGA_AUTH_BOOTSTRAP_TOKEN_FILE names
+// where a file-based secret of the project is mounted.
+func checkComposeBootstrap(t *testing.T, project *types.Project, name string, svc types.ServiceConfig) {
+	t.Helper()
+	file := svc.Environment["SAGA_AUTH_BOOTSTRAP_TOKEN_FILE"]
+	if file == nil {
+		t.Errorf("compose: %s has no SAGA_AUTH_BOOTSTRAP_TOKEN_FILE", name)
+		return
+	}
+	mounted := slices.ContainsFunc(svc.Secrets, func(ref types.ServiceSecretConfig) bool {
+		target := ref.Target
+		if target == "" {
+			target = ref.Source
+		}
+		if !strings.HasPrefix(target, "/") {
+			target = "/run/secrets/" + target
+		}
+		return target == *file && project.Secrets[ref.Source].File != ""
+	})
+	if !mounted {
+		t.Errorf("compose: %s: SAGA_AUTH_BOOTSTRAP_TOKEN_FILE = %s is not where a file secret is mounted", name, *file)
 	}
 }
 
@@ -195,7 +298,11 @@ type prometheusConfig struct {
 		JobName        string `json:"job_name"`
 		MetricsPath    string `json:"metrics_path"`
 		ScrapeInterval string `json:"scrape_interval,omitempty"`
-		StaticConfigs  []struct {
+		Authorization  *struct {
+			Type            string `json:"type"`
+			CredentialsFile string `json:"credentials_file"`
+		} `json:"authorization,omitempty"`
+		StaticConfigs []struct {
 			Targets []string          `json:"targets"`
 			Labels  map[string]string `json:"labels,omitempty"`
 		} `json:"static_configs,omitempty"`
@@ -223,6 +330,11 @@ func TestPrometheusScrapeConfig(t *testing.T) {
 		}
 		if len(sc.StaticConfigs) == 0 && len(sc.KubernetesSDConfigs) == 0 {
 			t.Errorf("prometheus: job %s has no targets", sc.JobName)
+		}
+		// /metrics needs a read token when auth is on; a file keeps it
+		// out of the configuration.
+		if a := sc.Authorization; a == nil || a.Type != "Bearer" || a.CredentialsFile == "" {
+			t.Errorf("prometheus: job %s must send a bearer token from a credentials_file", sc.JobName)
 		}
 	}
 }

@@ -6,7 +6,6 @@ package daemon
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -50,8 +49,12 @@ type Daemon struct {
 	reloadMu sync.Mutex
 	current  *config.Config   // the configuration last loaded, for Reload's comparison
 	tls      *tlsfiles.Server // the TLS files being served; nil without TLS
-	srv      *server.Server   // once assembled, for Reload
-	audit    *auditSink       // log.audit_file; nil: the main log
+	// listener is the bound socket, serving TLS as d.tls says.
+	listener     *switchListener
+	runCtx       context.Context // Run's, for the TLS watcher
+	tlsWatchStop context.CancelFunc
+	srv          *server.Server // once assembled, for Reload
+	audit        *auditSink     // log.audit_file; nil: the main log
 }
 
 // New returns a daemon that Run starts.
@@ -85,19 +88,31 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr(), err)
 	}
 	defer func() { _ = ln.Close() }() // already closed by the server unless start-up failed
-	if cfg.Server.TLS.Enabled() {
-		files, err := d.startTLS(ctx)
-		if err != nil {
-			return err
-		}
-		ln = tls.NewListener(ln, files.TLSConfig())
+	d.reloadMu.Lock()                 // a SIGHUP may come while Run starts
+	d.listener, d.runCtx = &switchListener{Listener: ln}, ctx
+	err = d.applyTLS(cfg.Server.TLS)
+	d.reloadMu.Unlock()
+	if err != nil {
+		return err
 	}
+	defer func() {
+		d.reloadMu.Lock()
+		d.stopTLSWatch()
+		d.reloadMu.Unlock()
+	}()
 
 	audit, auditSink, err := openAudit(cfg, d.logger)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = auditSink.Close() }() // after the last request is answered
+	d.reloadMu.Lock()
+	d.audit = auditSink
+	d.reloadMu.Unlock()
+	defer func() { // after the last request is answered
+		d.reloadMu.Lock()
+		_ = d.audit.Close()
+		d.reloadMu.Unlock()
+	}()
 
 	store, storage, err := d.openStore(ctx)
 	if err != nil {
@@ -128,11 +143,11 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		return err
 	}
 	d.reloadMu.Lock()
-	d.srv, d.audit = srv, auditSink
+	d.srv = srv
 	d.reloadMu.Unlock()
 	srv.Start()
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	go func() { served <- srv.Serve(d.listener) }()
 
 	if _, err := sd.SdNotify(false, sd.SdNotifyReady); err != nil {
 		d.logger.Warn("telling systemd that saga is ready failed", "err", err)
@@ -161,19 +176,34 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	return err
 }
 
-// startTLS loads the TLS files and watches them until ctx ends, so that a
+// applyTLS (called with reloadMu held) serves TLS with the files t names, or plain TCP when t names
+// none, from the next connection on, and watches the files so that a
 // rotated certificate or client CA bundle reaches new connections without
-// a signal.
-func (d *Daemon) startTLS(ctx context.Context) (*tlsfiles.Server, error) {
-	t := d.cfg.Server.TLS
-	files, err := tlsfiles.NewServer(t.CertFile, t.KeyFile, t.ClientCAFile)
-	if err != nil {
-		return nil, fmt.Errorf("server.tls: %w", err)
+// a signal. Files that do not load leave the listener as it was.
+func (d *Daemon) applyTLS(t config.ServerTLSConfig) error {
+	var files *tlsfiles.Server
+	if t.Enabled() {
+		var err error
+		if files, err = tlsfiles.NewServer(t.CertFile, t.KeyFile, t.ClientCAFile); err != nil {
+			return fmt.Errorf("server.tls: %w", err)
+		}
 	}
-	d.reloadMu.Lock()
+	d.stopTLSWatch()
 	d.tls = files
-	d.reloadMu.Unlock()
+	d.listener.serveTLS(files)
+	if files == nil {
+		return nil
+	}
+	ctx, stop := context.WithCancel(d.runCtx)
+	d.tlsWatchStop = stop
 	go files.Watch(ctx, tlsPollInterval, d.logger.With("component", "tls"))
 	d.logger.Info("TLS is on", append([]any{"client_certificates_required", files.MutualTLS()}, files.LogAttrs()...)...)
-	return files, nil
+	return nil
+}
+
+func (d *Daemon) stopTLSWatch() {
+	if d.tlsWatchStop != nil {
+		d.tlsWatchStop()
+		d.tlsWatchStop = nil
+	}
 }

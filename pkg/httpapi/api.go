@@ -101,7 +101,7 @@ type API struct {
 	denials           *prometheus.CounterVec
 	tokens            *auth.Tokens
 	authSettings      atomic.Pointer[AuthSettings]
-	audit             *slog.Logger
+	audit             atomic.Pointer[slog.Logger]
 	limits            atomic.Pointer[Limits]
 	clients           *clientTable
 	router            chi.Router
@@ -164,7 +164,7 @@ func New(opts Options) *API {
 	a.metrics = newMetrics(opts.Registerer, gatherer, opts.View, a.clients)
 	a.denials = newDenialCounter(opts.Registerer)
 	a.tokens = opts.Tokens
-	a.audit = opts.Audit.With("component", "audit")
+	a.SetAudit(opts.Audit)
 	a.SetAuth(opts.Auth)
 	a.store = opts.Store
 	a.draining, a.endLongLive = context.WithCancel(context.Background())
@@ -175,6 +175,9 @@ func New(opts Options) *API {
 
 // ServeHTTP serves the API.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.router.ServeHTTP(w, r) }
+
+// SetAudit sends the audit lines to logger from now on.
+func (a *API) SetAudit(logger *slog.Logger) { a.audit.Store(logger.With("component", "audit")) }
 
 // SetReady sets what /readyz reports (besides the store answering).
 func (a *API) SetReady(ready bool) { a.ready.Store(ready) }

@@ -62,7 +62,7 @@ func (a *API) audited(next http.Handler) http.Handler {
 			attrs = append(attrs, slog.String(note.kind, note.id))
 		}
 		attrs = append(attrs, slog.String("outcome", outcome), slog.Int("status", status))
-		a.audit.LogAttrs(r.Context(), slog.LevelInfo, "audit", attrs...)
+		a.audit.Load().LogAttrs(r.Context(), slog.LevelInfo, "audit", attrs...)
 	})
 }
 

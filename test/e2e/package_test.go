@@ -425,4 +425,9 @@ func TestImage(t *testing.T) {
 
 	// Without SAGA_ADDR, the HEALTHCHECK finds the port the server was given.
 	t.Run("PORT=9000", func(t *testing.T) { checkHealthyOnPort(t, image+":"+oldVersion, oldVersion, 9000, "PORT=9000") })
+
+	// Through a published port, as users run it: protected mode as the
+	// image comes, and auth with a mounted bootstrap token.
+	t.Run("protected mode", func(t *testing.T) { checkProtectedMode(t, image+":"+oldVersion) })
+	t.Run("auth", func(t *testing.T) { checkAuthWithBootstrapFile(t, image+":"+oldVersion) })
 }
