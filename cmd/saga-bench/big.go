@@ -290,7 +290,7 @@ func get(ctx context.Context, t *target, url string) (bool, time.Duration, strin
 	if err != nil {
 		return false, 0, err.Error()
 	}
-	resp, err := t.http.Do(req)
+	resp, err := t.do(req)
 	if err != nil {
 		return false, 0, err.Error()
 	}
@@ -324,7 +324,7 @@ func readMemory(ctx context.Context, t *target) memory {
 	if err != nil {
 		return m
 	}
-	resp, err := t.http.Do(req)
+	resp, err := t.do(req)
 	if err != nil {
 		return m
 	}

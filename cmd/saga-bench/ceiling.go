@@ -68,7 +68,7 @@ func startCeiling(ctx context.Context, a answer, clients int) (_ *ceilingServer,
 	if err != nil {
 		return nil, fmt.Errorf("ceiling: %w", err)
 	}
-	if c.target, err = newTarget(addr, clients); err != nil {
+	if c.target, err = newTarget(addr, clients, "", nil); err != nil {
 		return nil, err
 	}
 	return c, nil

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,14 +15,19 @@ import (
 	"github.com/sagaproject/saga/pkg/client"
 )
 
-// target is a server under load: its base URL and a keep-alive client.
+// target is a server under load: its base URL, a keep-alive client and
+// the token that goes with every request.
 type target struct {
-	base string
-	http *http.Client
-	api  *client.Client
+	base  string
+	http  *http.Client
+	api   *client.Client
+	token string
 }
 
-func newTarget(addr string, clients int) (*target, error) {
+// newTarget makes the clients of the server at addr. token, when not
+// empty, goes with every request; tlsConfig, when not nil, is used for an
+// https:// addr.
+func newTarget(addr string, clients int, token string, tlsConfig *tls.Config) (*target, error) {
 	base, err := client.ParseAddr(addr)
 	if err != nil {
 		return nil, err
@@ -31,12 +37,22 @@ func newTarget(addr string, clients int) (*target, error) {
 	transport.MaxIdleConns = 0
 	transport.MaxIdleConnsPerHost = clients + 4
 	transport.DisableCompression = true
+	// Set on the transport: client.WithTLS does not apply to a client of our own.
+	transport.TLSClientConfig = tlsConfig
 	hc := &http.Client{Transport: transport}
-	api, err := client.New(base.String(), client.WithHTTPClient(hc))
+	api, err := client.New(base.String(), client.WithHTTPClient(hc), client.WithToken(token))
 	if err != nil {
 		return nil, err
 	}
-	return &target{base: base.String(), http: hc, api: api}, nil
+	return &target{base: base.String(), http: hc, api: api, token: token}, nil
+}
+
+// do sends a request built by hand, with the token when there is one.
+func (t *target) do(req *http.Request) (*http.Response, error) {
+	if t.token != "" {
+		req.Header.Set("Authorization", "Bearer "+t.token)
+	}
+	return t.http.Do(req)
 }
 
 // result is what one measurement found.
@@ -100,7 +116,7 @@ func worker(ctx context.Context, t *target, w int, next requestFunc, want int) r
 			return r
 		}
 		start := time.Now()
-		resp, err := t.http.Do(req.WithContext(ctx))
+		resp, err := t.do(req.WithContext(ctx))
 		if err != nil {
 			if ctx.Err() == nil {
 				r.fail(err.Error())

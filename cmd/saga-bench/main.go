@@ -10,10 +10,17 @@
 //
 //	saga-bench -addr 127.0.0.1:8030 -c 32 -d 10s -scenario all -ceiling
 //	saga-bench -addr 127.0.0.1:8030 -d 60s -scenario big -instances 200000 -pid 1234
+//	SAGA_TOKEN=saga_… saga-bench -addr https://127.0.0.1:8030 -cacert cert.pem -scenario lookup,heartbeat
+//
+// With -token (or SAGA_TOKEN) every request carries the token; with an
+// https:// -addr the clients speak TLS, trusting the CAs in -cacert (or
+// SAGA_CACERT), else the system's. The ceiling speaks plain HTTP and
+// checks no token either way.
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -27,6 +34,7 @@ import (
 	"time"
 
 	"github.com/sagaproject/saga/pkg/client"
+	"github.com/sagaproject/saga/pkg/tlsfiles"
 )
 
 func main() {
@@ -56,6 +64,10 @@ type config struct {
 	pid int
 	// keep leaves the big scenario's instances on the server.
 	keep bool
+	// token is sent as a bearer token with every request; "": none.
+	token string
+	// caCert is a PEM file of the CAs to trust for https; "": the system's.
+	caCert string
 }
 
 // allScenarios are the scenarios that all runs.
@@ -86,6 +98,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.IntVar(&cfg.readers, "readers", 8, "clients that read the big service of big")
 	fs.IntVar(&cfg.pid, "pid", 0, "the server's process id, for big to report its peak RSS from /proc")
 	fs.BoolVar(&cfg.keep, "keep", false, "leave the instances of big registered after the run")
+	// Not defaulted from the environment here, so that -help does not print a secret.
+	fs.StringVar(&cfg.token, "token", "", "API token to send with every request (default $SAGA_TOKEN)")
+	fs.StringVar(&cfg.caCert, "cacert", "", "PEM file of the CAs that an https:// server's certificate must chain to (default $SAGA_CACERT, else the system's)")
 	fs.StringVar(&serve, "serve-ceiling", "", "internal: serve the answers in this file as the ceiling server")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -99,6 +114,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return 1
 		}
 		return 0
+	}
+	if cfg.token == "" {
+		cfg.token = os.Getenv("SAGA_TOKEN")
+	}
+	if cfg.caCert == "" {
+		cfg.caCert = os.Getenv("SAGA_CACERT")
 	}
 	var err error
 	if cfg.scenarios, err = parseScenarios(scenario); err != nil {
@@ -114,6 +135,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 1
 	}
 	return 0
+}
+
+// tlsConfig is the clients' TLS configuration: nil, for Go's defaults,
+// unless -cacert names the CAs to trust.
+func (cfg config) tlsConfig() (*tls.Config, error) {
+	if cfg.caCert == "" {
+		return nil, nil
+	}
+	return tlsfiles.ClientConfig(cfg.caCert, "", "")
 }
 
 func parseScenarios(s string) ([]string, error) {
@@ -134,7 +164,11 @@ func parseScenarios(s string) ([]string, error) {
 // bench runs the scenarios against Saga (and the ceiling) and prints a table.
 func bench(ctx context.Context, cfg config, stdout io.Writer) error {
 	// big keeps its readers and four more clients busy at once.
-	target, err := newTarget(cfg.addr, max(cfg.clients, cfg.readers+4))
+	tlsConfig, err := cfg.tlsConfig()
+	if err != nil {
+		return err
+	}
+	target, err := newTarget(cfg.addr, max(cfg.clients, cfg.readers+4), cfg.token, tlsConfig)
 	if err != nil {
 		return err
 	}

@@ -3,9 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/pem"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/sagaproject/saga/pkg/client"
@@ -104,6 +111,53 @@ func TestBigScenario(t *testing.T) {
 	}
 }
 
+// TestTokenAndTLS drives Saga through an HTTPS proxy that refuses every
+// request without the token: each request must carry it, and the clients
+// must trust the proxy's certificate from -cacert.
+func TestTokenAndTLS(t *testing.T) {
+	srv := clienttest.Start(t, clienttest.Options{})
+	backend, err := url.Parse(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const secret = "saga_bench-test-token"
+	var served, refused atomic.Int64
+	proxy := httputil.NewSingleHostReverseProxy(backend)
+	front := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+secret {
+			refused.Add(1)
+			http.Error(w, "no token", http.StatusUnauthorized)
+			return
+		}
+		served.Add(1)
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: front.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SAGA_TOKEN", secret) // the token from the environment, the CA from the flag
+
+	var out, errOut bytes.Buffer
+	args := []string{"-addr", front.URL, "-cacert", caFile, "-c", "2", "-d", "300ms", "-warmup", "0", "-scenario", "lookup,heartbeat,watch"}
+	if code := run(t.Context(), args, strings.NewReader(""), &out, &errOut); code != 0 {
+		t.Fatalf("saga-bench exited %d: %s\n%s", code, errOut.String(), out.String())
+	}
+	rows := tableRows(t, out.String())
+	for _, want := range []string{"lookup saga", "heartbeat saga", "watch saga"} {
+		if row := rows[want]; row.ok == 0 || row.failed != 0 {
+			t.Errorf("%s: %d ok, %d failed; want some and none:\n%s", want, row.ok, row.failed, out.String())
+		}
+	}
+	if n := refused.Load(); n != 0 || served.Load() == 0 {
+		t.Errorf("the proxy served %d requests and refused %d without the token; want some and none", served.Load(), n)
+	}
+	if !strings.Contains(out.String(), "https://") {
+		t.Errorf("the header does not name the https address:\n%s", out.String())
+	}
+}
+
 func TestBadFlags(t *testing.T) {
 	tests := []struct {
 		args []string
@@ -113,6 +167,7 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"-scenario", "big", "-readers", "0"}, "must be positive"},
 		{[]string{"-c", "0"}, "must be positive"},
 		{[]string{"-addr", "ftp://x"}, "scheme must be http or https"},
+		{[]string{"-addr", "https://127.0.0.1:1", "-cacert", "/nonexistent/ca.pem"}, "read CA bundle"},
 	}
 	for _, tt := range tests {
 		var out, errOut bytes.Buffer

@@ -152,7 +152,7 @@ func setupScenario(ctx context.Context, name string, saga *target, cfg config, r
 
 // capture sends req and keeps its answer.
 func capture(t *target, req *http.Request) (answer, error) {
-	resp, err := t.http.Do(req)
+	resp, err := t.do(req)
 	if err != nil {
 		return answer{}, err
 	}
@@ -250,7 +250,7 @@ func watcher(ctx context.Context, t *target, service string, index uint64, wakes
 		if err != nil {
 			return
 		}
-		resp, err := t.http.Do(req)
+		resp, err := t.do(req)
 		if err != nil {
 			time.Sleep(10 * time.Millisecond) // the server went away; try again
 			continue

@@ -38,6 +38,8 @@ type Tokens struct {
 	// writes counts this process's own changes, so that a list read before
 	// one of them does not undo it (Load).
 	writes uint64
+	// changed is closed, and replaced, whenever the tokens held change.
+	changed chan struct{}
 }
 
 // NewTokens returns an empty cache over store; Load fills it.
@@ -48,7 +50,8 @@ func NewTokens(store Store, clock registry.Clock, logger *slog.Logger) *Tokens {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Tokens{store: store, clock: clock, logger: logger.With("component", "tokens"), byHash: map[string]Token{}}
+	return &Tokens{store: store, clock: clock, logger: logger.With("component", "tokens"),
+		byHash: map[string]Token{}, changed: make(chan struct{})}
 }
 
 // Load lists the store's tokens and holds them in place of the ones held.
@@ -68,6 +71,7 @@ func (t *Tokens) Load(ctx context.Context) error {
 		t.mu.Lock()
 		if t.writes == writes {
 			t.byHash = byHash
+			t.notifyLocked()
 			t.mu.Unlock()
 			return nil
 		}
@@ -207,6 +211,7 @@ func (t *Tokens) Revoke(ctx context.Context, accessor string) (Token, error) {
 	t.mu.Lock()
 	delete(t.byHash, tok.SecretHash)
 	t.writes++
+	t.notifyLocked()
 	t.mu.Unlock()
 	return tok, nil
 }
@@ -215,7 +220,38 @@ func (t *Tokens) hold(tok Token) {
 	t.mu.Lock()
 	t.byHash[tok.SecretHash] = tok
 	t.writes++
+	t.notifyLocked()
 	t.mu.Unlock()
+}
+
+// notifyLocked wakes whoever waits on Changed.
+func (t *Tokens) notifyLocked() {
+	close(t.changed)
+	t.changed = make(chan struct{})
+}
+
+// Changed returns a channel that is closed the next time the tokens held
+// change (a reload counts, whether or not it changed anything).
+func (t *Tokens) Changed() <-chan struct{} {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.changed
+}
+
+// Check reports why tok, which authenticated a request earlier, would not
+// authenticate it now: revoked (or replaced), or expired; nil when it
+// still would.
+func (t *Tokens) Check(tok Token) error {
+	t.mu.RLock()
+	held, ok := t.byHash[tok.SecretHash]
+	t.mu.RUnlock()
+	switch {
+	case !ok || held.Accessor != tok.Accessor:
+		return ErrUnknownToken
+	case held.Expired(t.clock.Now()):
+		return ErrExpiredToken
+	}
+	return nil
 }
 
 func (t *Tokens) newToken(spec Spec) (Token, string, error) {

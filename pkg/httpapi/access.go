@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
@@ -61,8 +62,82 @@ type AuthSettings struct {
 	ProtectedMode bool
 }
 
-// SetAuth changes the access settings for the requests that follow.
-func (a *API) SetAuth(s AuthSettings) { a.authSettings.Store(&s) }
+// SetAuth changes the access settings for the requests that follow, and
+// for the event streams and blocking queries open (guardAccess).
+func (a *API) SetAuth(s AuthSettings) {
+	a.authSettings.Store(&s)
+	a.settingsMu.Lock()
+	defer a.settingsMu.Unlock()
+	if a.settingsChanged != nil {
+		close(a.settingsChanged)
+	}
+	a.settingsChanged = make(chan struct{})
+}
+
+// authChanged returns a channel closed at the next SetAuth.
+func (a *API) authChanged() <-chan struct{} {
+	a.settingsMu.Lock()
+	defer a.settingsMu.Unlock()
+	return a.settingsChanged
+}
+
+// guardAccess ends a long-lived request, with the denial as the cause of
+// end, as soon as it would no longer be let in: its token revoked or
+// expired, or the settings changed to refuse it (auth turned on, protected
+// mode for a remote client). A stream must not outlive its permission.
+// stop ends the guard.
+func (a *API) guardAccess(ctx context.Context, r *http.Request, need access, end context.CancelCauseFunc) (stop func()) {
+	done, exited := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(exited)
+		for {
+			tokensChanged, settingsChanged := a.tokens.Changed(), a.authChanged()
+			if err := a.recheck(r, need); err != nil {
+				end(err)
+				return
+			}
+			if !a.waitAccessChange(ctx, r, done, tokensChanged, settingsChanged) {
+				return
+			}
+		}
+	}()
+	// Wait for the guard: it reads the request, which the router recycles
+	// once the handler returns.
+	return func() { close(done); <-exited }
+}
+
+// waitAccessChange waits until something that decides access may have
+// changed: the tokens, the settings, or the request's token's expiry. It
+// returns false when the request or the guard ended first.
+func (a *API) waitAccessChange(ctx context.Context, r *http.Request, done <-chan struct{}, tokensChanged, settingsChanged <-chan struct{}) bool {
+	var expiry <-chan time.Time
+	if tok, ok := auth.TokenFrom(r.Context()); ok && !tok.ExpiresAt.IsZero() {
+		timer := time.NewTimer(tok.ExpiresAt.Sub(a.clock.Now()))
+		defer timer.Stop()
+		expiry = timer.C
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-done:
+		return false
+	case <-tokensChanged:
+	case <-settingsChanged:
+	case <-expiry:
+	}
+	return true
+}
+
+// recheck is check for a request let in earlier, with its token looked up
+// again.
+func (a *API) recheck(r *http.Request, need access) error {
+	if tok, ok := auth.TokenFrom(r.Context()); ok && a.authSettings.Load().Enabled {
+		if err := a.tokens.Check(tok); err != nil {
+			return err
+		}
+	}
+	return a.check(r, need)
+}
 
 // Tokens is the API's token cache, for the daemon to bootstrap from a file.
 func (a *API) Tokens() *auth.Tokens { return a.tokens }

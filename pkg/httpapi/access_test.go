@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/sagaproject/saga/internal/asynctest"
 	"github.com/sagaproject/saga/pkg/auth"
 	"github.com/sagaproject/saga/pkg/httpapi"
 	"github.com/sagaproject/saga/pkg/server"
@@ -412,4 +415,57 @@ func TestTokenLifecycle(t *testing.T) {
 	wantError(t, rec, 401, "unauthenticated", "")
 	rec = ah.call(t, "admin", "127.0.0.1", http.MethodDelete, "/api/v1/tokens/"+created.Accessor, "")
 	wantError(t, rec, 404, "not_found", "")
+}
+
+// TestRevocationEndsWhatTheTokenHolds: an event stream and a blocking
+// query opened with a token end when it is revoked; the blocking query,
+// which has answered nothing yet, answers 401.
+func TestRevocationEndsWhatTheTokenHolds(t *testing.T) {
+	h := newAuthHarness(t)
+	srv := httptest.NewServer(h.api)
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	open := func(path string) *http.Response {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+h.secrets["read"])
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	stream := open("/api/v1/events")
+	defer stream.Body.Close()
+	if stream.StatusCode != http.StatusOK {
+		t.Fatalf("events: %d", stream.StatusCode)
+	}
+	blocked := make(chan *http.Response, 1)
+	go func() { blocked <- open("/api/v1/services/web?index=0&wait=30s") }()
+	asynctest.Eventually(t, 5*time.Second, "the blocking query to be open", func() error {
+		if rec := h.call(t, "admin", "127.0.0.1", http.MethodGet, "/metrics", ""); !strings.Contains(rec.Body.String(), "saga_http_blocking_queries_open 1") {
+			return errors.New("no blocking query open yet")
+		}
+		return nil
+	})
+
+	if _, err := h.api.Tokens().Revoke(context.Background(), h.tokens["read"].Accessor); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case resp := <-blocked:
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("blocking query after revocation: %d, want 401", resp.StatusCode)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the blocking query outlived its token's revocation")
+	}
+	ended := make(chan error, 1)
+	go func() { _, err := io.Copy(io.Discard, stream.Body); ended <- err }()
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Error("the event stream outlived its token's revocation")
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -101,6 +102,8 @@ type API struct {
 	denials           *prometheus.CounterVec
 	tokens            *auth.Tokens
 	authSettings      atomic.Pointer[AuthSettings]
+	settingsMu        sync.Mutex
+	settingsChanged   chan struct{} // closed at the next SetAuth
 	audit             atomic.Pointer[slog.Logger]
 	limits            atomic.Pointer[Limits]
 	clients           *clientTable

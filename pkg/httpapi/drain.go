@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"sync"
 )
@@ -37,14 +38,18 @@ func (a *API) longLived(blockingOnly bool) func(http.Handler) http.Handler {
 				return
 			}
 			defer release()
-			ctx, cancel := context.WithCancel(r.Context())
-			defer cancel()
-			stop := context.AfterFunc(a.draining, cancel)
+			ctx, cancel := context.WithCancelCause(r.Context())
+			defer cancel(nil)
+			stop := context.AfterFunc(a.draining, func() { cancel(errShuttingDown) })
 			defer stop()
+			stopGuard := a.guardAccess(ctx, r, accessRead, cancel)
+			defer stopGuard()
 			tw := &trackingWriter{ResponseWriter: w}
 			next.ServeHTTP(tw, r.WithContext(ctx))
-			if !tw.wrote() && a.draining.Err() != nil && r.Context().Err() == nil {
-				a.writeError(w, r, errShuttingDown) // with Retry-After, as every 503
+			if !tw.wrote() && r.Context().Err() == nil {
+				if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+					a.writeError(w, r, err) // the denial, or 503 with Retry-After while draining
+				}
 			}
 		})
 	}
