@@ -259,11 +259,14 @@ func TestSIGHUPTurnsTLSAndAuthOn(t *testing.T) {
 	_, admin := newToken(t, p, "", "bootstrap")
 	e2eRegister(t, p, "web", "web-1", 3600)
 	before := e2eLookupOf(t, p, "web")
-	waiting := startBlockingLookup(t, p, "web", before.Index, 30*time.Second)
+	// Two blocking queries on plain connections: one with a token, one
+	// without.
+	withToken := startAuthedBlockingLookup(t, p, admin, "web", before.Index)
+	without := startBlockingLookup(t, p, "web", before.Index, 30*time.Second)
 	asynctest.Eventually(t, 10*time.Second, "the blocking query to be open", func() error {
 		_, body := authedDo(t, "", http.MethodGet, p.url("/metrics"), nil)
-		if !strings.Contains(string(body), "saga_http_blocking_queries_open 1") {
-			return errors.New("saga_http_blocking_queries_open is not 1")
+		if !strings.Contains(string(body), "saga_http_blocking_queries_open 2") {
+			return errors.New("saga_http_blocking_queries_open is not 2")
 		}
 		return nil
 	})
@@ -300,18 +303,45 @@ func TestSIGHUPTurnsTLSAndAuthOn(t *testing.T) {
 	}
 	resp.Body.Close()
 
-	// The blocking query opened before the reload is still there, and
+	// The one without a token may no longer wait: it answers 401 at once.
+	select {
+	case got := <-without:
+		if got.err != nil || got.status != http.StatusUnauthorized {
+			t.Fatalf("the blocking query without a token, after auth was turned on: %+v, want 401", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the blocking query without a token outlived the reload that turned auth on")
+	}
+	// The one with a token is still there, on its plain connection, and
 	// answers the next change.
 	if _, stderr, code := runSaga(t, sagaEnv(t, "SAGA_ADDR=https://"+p.addr, "SAGA_CACERT="+s.caFile, "SAGA_TOKEN="+admin),
 		"register", "web", "--id", "web-2", "--address", "10.0.0.6", "--port", "80"); code != 0 {
 		t.Fatalf("register over https with a token: %s", stderr)
 	}
 	select {
-	case got := <-waiting:
-		if got.err != nil || !got.body.has("web-2") {
-			t.Fatalf("the blocking query opened before the reload answered %+v", got)
+	case got := <-withToken:
+		if got.err != nil || got.status != http.StatusOK || !got.body.has("web-2") {
+			t.Fatalf("the blocking query opened with a token before the reload answered %+v", got)
 		}
 	case <-time.After(20 * time.Second):
-		t.Fatal("the blocking query opened before the reload did not answer")
+		t.Fatal("the blocking query opened with a token before the reload did not answer")
 	}
+}
+
+// startAuthedBlockingLookup is startBlockingLookup with a bearer token.
+func startAuthedBlockingLookup(t *testing.T, p *sagaProcess, secret, service string, index uint64) <-chan blockingLookup {
+	t.Helper()
+	u := p.url(fmt.Sprintf("/api/v1/services/%s?index=%d&wait=30s", service, index))
+	answer := make(chan blockingLookup, 1)
+	go func() {
+		var a blockingLookup
+		defer func() { answer <- a }()
+		client := &http.Client{Transport: bearerTransport{secret}}
+		status, _, body, err := sendJSON(t.Context(), client, time.Minute, http.MethodGet, u, nil)
+		a.status, a.at, a.err = status, time.Now(), err
+		if err == nil {
+			a.err = json.Unmarshal(body, &a.body)
+		}
+	}()
+	return answer
 }
