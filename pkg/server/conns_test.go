@@ -77,7 +77,8 @@ func isClosed(c net.Conn) bool {
 	_ = c.SetReadDeadline(time.Now().Add(time.Second))
 	_, err := c.Read(make([]byte, 1))
 	var ne net.Error
-	return err != nil && !(errors.As(err, &ne) && ne.Timeout())
+	timedOut := errors.As(err, &ne) && ne.Timeout()
+	return err != nil && !timedOut
 }
 
 func rawGet(t *testing.T, c net.Conn, path string) int {

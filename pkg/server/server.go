@@ -34,10 +34,11 @@ const (
 	// the fallback should the change feed ever miss an event unnoticed.
 	DefaultRefresh = 30 * time.Second
 	// DefaultHeaderTimeout bounds how long a client may take to send its
-	// request headers, and DefaultIdleTimeout how long a keep-alive
-	// connection may stay idle, when Options set none.
+	// request headers, when Options set none.
 	DefaultHeaderTimeout = 10 * time.Second
-	DefaultIdleTimeout   = 90 * time.Second
+	// DefaultIdleTimeout bounds how long a keep-alive connection may stay
+	// idle, when Options set none.
+	DefaultIdleTimeout = 90 * time.Second
 )
 
 // Options is what a server is built from. Store is required.
