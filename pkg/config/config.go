@@ -25,6 +25,9 @@ type Config struct {
 	Service  ServiceConfig
 	Auth     AuthConfig
 	Limits   LimitsConfig
+	DNS      DNSConfig
+	UI       UIConfig
+	Checks   ChecksConfig
 
 	// File is the configuration file that was looked for, and FileFound
 	// whether it existed. Both are empty when built by hand.
@@ -55,6 +58,38 @@ type ServerTLSConfig struct {
 
 // Enabled reports whether the API is served over TLS.
 func (t ServerTLSConfig) Enabled() bool { return t.CertFile != "" }
+
+// DNSConfig turns on the DNS interface (SPEC §8) when Port is set.
+type DNSConfig struct {
+	Host   string        // empty: server.host
+	Port   int           // 0: no DNS server
+	Domain string        // the zone served, ending in a dot: "saga."
+	TTL    time.Duration // of every answer; 0, as Consul, so caches ask again
+}
+
+// Addr is the host:port the DNS server listens on.
+func (c *Config) DNSAddr() string {
+	host := c.DNS.Host
+	if host == "" {
+		host = c.Server.Host
+	}
+	return hostPort(host, c.DNS.Port)
+}
+
+// UIConfig is the web console (SPEC §9).
+type UIConfig struct {
+	Enabled bool // served at /ui/ on the API's listener
+}
+
+// ChecksConfig governs the active health checks (SPEC §7).
+type ChecksConfig struct {
+	// AllowOtherTargets lets a check aim at a host other than its
+	// instance's own address (link-local and metadata addresses stay
+	// refused).
+	AllowOtherTargets bool
+	// MaxConcurrent bounds the probes in flight at once.
+	MaxConcurrent int
+}
 
 // AuthConfig turns on tokens (SPEC §6).
 type AuthConfig struct {
@@ -145,6 +180,9 @@ func Default() Config {
 		Log:      LogConfig{Level: slog.LevelInfo, Format: FormatAuto},
 		Service:  ServiceConfig{Name: "saga"},
 		Limits:   DefaultLimits(),
+		DNS:      DNSConfig{Domain: "saga."},
+		UI:       UIConfig{Enabled: true},
+		Checks:   ChecksConfig{MaxConcurrent: 256},
 	}
 }
 
@@ -215,7 +253,31 @@ func (c *Config) Validate() error {
 	if err := c.validateTLS(); err != nil {
 		return err
 	}
+	if err := c.validateDNS(); err != nil {
+		return err
+	}
+	if c.Checks.MaxConcurrent < 1 {
+		return c.invalid("checks.max_concurrent", "must be at least 1")
+	}
 	return c.validateLimits()
+}
+
+func (c *Config) validateDNS() error {
+	d := c.DNS
+	if d.Host != "" && !validHost(d.Host) {
+		return c.invalid("dns.host", "is not an IP address or host name")
+	}
+	if !strings.HasSuffix(d.Domain, ".") || d.Domain == "." || !registry.IsHostName(strings.TrimSuffix(d.Domain, ".")) {
+		return c.invalid("dns.domain", `must be a domain name ending in a dot, such as "saga." or "consul."`)
+	}
+	if d.TTL < 0 || d.TTL%time.Second != 0 {
+		return c.invalid("dns.ttl", "must be whole seconds, not negative")
+	}
+	if d.Port != 0 && d.Port == c.Server.Port && (d.Host == "" || d.Host == c.Server.Host) {
+		// TCP would clash with the API; say so rather than fail to bind.
+		return c.invalid("dns.port", "must differ from server.port")
+	}
+	return nil
 }
 
 func (c *Config) validateTLS() error {

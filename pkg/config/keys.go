@@ -116,6 +116,20 @@ var keys = []key{
 		field: durationField(func(c *Config) *time.Duration { return &c.Limits.IdleTimeout })},
 	{name: "limits.stream_write_timeout",
 		field: durationField(func(c *Config) *time.Duration { return &c.Limits.StreamWriteTimeout })},
+	{name: "dns.host",
+		field: stringField(func(c *Config) *string { return &c.DNS.Host })},
+	{name: "dns.port",
+		field: portField(func(c *Config) *int { return &c.DNS.Port })},
+	{name: "dns.domain",
+		field: stringField(func(c *Config) *string { return &c.DNS.Domain })},
+	{name: "dns.ttl",
+		field: durationField(func(c *Config) *time.Duration { return &c.DNS.TTL })},
+	{name: "ui.enabled",
+		field: boolField(func(c *Config) *bool { return &c.UI.Enabled })},
+	{name: "checks.allow_other_targets",
+		field: boolField(func(c *Config) *bool { return &c.Checks.AllowOtherTargets })},
+	{name: "checks.max_concurrent",
+		field: intField(func(c *Config) *int { return &c.Checks.MaxConcurrent })},
 }
 
 // Keys returns every configuration key, in display order.

@@ -293,6 +293,15 @@ func debLifecycle(t *testing.T, oldDeb, newDeb string) {
 	if code, _, _ := m.ExitCode(t, "systemctl", "is-enabled", "saga"); code == 0 {
 		t.Error("saga is still enabled after purge")
 	}
+
+	// Installed again after the purge, it runs as an operator first finds
+	// it (auth off, plain HTTP on 127.0.0.1:8030); then they secure it.
+	apt("install", newIn)
+	Eventually(t, restartWithin, "the service installed after the purge answers health", func() bool {
+		_, ok := healthOn(m, 8030)
+		return ok
+	})
+	t.Run("auth and TLS by reload", func(t *testing.T) { securePackagedService(t, m) })
 }
 
 // podman runs podman the way this machine needs it (see the Makefile).
