@@ -63,18 +63,22 @@ saga-watch: build ## Run Saga like `make run`, rebuilt and restarted whenever a 
 	done
 
 .PHONY: test
-test: test-deps ## Run every test under the race detector (installs redis-server when missing)
+test: test-deps ## Run every test under the race detector (installs what the tests run when missing)
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 30m ./...
 
 .PHONY: test-deps
-test-deps: ## Install what the tests need (redis-server, redis-sentinel, redis-tools) when missing
+# TEST_TOOLS maps each command the tests run to the Debian package that has
+# it: real Redis, Prometheus, DNS tools, a headless browser, curl.
+TEST_TOOLS := redis-server:redis-server redis-sentinel:redis-sentinel redis-cli:redis-tools \
+	prometheus:prometheus dig:bind9-dnsutils dnsperf:dnsperf chromium:chromium curl:curl
+test-deps: ## Install what the tests need (Redis, Prometheus, dig, dnsperf, chromium, curl) when missing
 	@missing=""; \
-	for bin in redis-server redis-sentinel redis-cli; do command -v $$bin >/dev/null || missing=1; done; \
+	for tool in $(TEST_TOOLS); do command -v $${tool%%:*} >/dev/null || missing="$$missing $${tool#*:}"; done; \
 	if [ -n "$$missing" ]; then \
-		echo "make: installing redis-server, redis-sentinel and redis-tools with apt (the tests run real Redis)"; \
-		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-sentinel redis-tools >/dev/null; \
-		$(SUDO) systemctl disable --now redis-server redis-sentinel >/dev/null 2>&1 || true; \
+		echo "make: installing$$missing with apt (the tests run the real programs)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		$(SUDO) systemctl disable --now redis-server redis-sentinel prometheus >/dev/null 2>&1 || true; \
 	fi
 
 .PHONY: lint
@@ -96,6 +100,12 @@ bench-load: build ## The load tool against a fresh saga on a free port, beside a
 	[ -n "$$addr" ] || { cat $$dir/saga.log; kill $$pid; exit 1; }; \
 	./bin/saga-bench -addr $$addr -c 32 -d 10s -scenario all -ceiling; rc=$$?; \
 	kill $$pid; wait $$pid; rm -rf $$dir; exit $$rc
+
+# RUNS, D, C and SCENARIOS tune it, e.g. `make bench-security RUNS=5`.
+.PHONY: bench-security
+bench-security: build ## What auth and TLS cost: lookup and heartbeat against plain, auth and auth+TLS sagas, in rounds
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o bin/saga-bench ./cmd/saga-bench
+	cmd/saga-bench/security.sh $(BIN) bin/saga-bench
 
 .PHONY: fuzz
 fuzz: ## Fuzz the request decoder and validation for a minute
