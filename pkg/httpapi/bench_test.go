@@ -1,12 +1,16 @@
 package httpapi_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/sagaproject/saga/pkg/auth"
+	"github.com/sagaproject/saga/pkg/httpapi"
 )
 
 // The benchmarks drive the API through a real HTTP stack: an
@@ -131,4 +135,66 @@ func BenchmarkRegister(b *testing.B) {
 		h, _ := benchServer(b)
 		benchHandler(b, h, http.MethodPost, "/api/v1/services/web/instances", body, http.StatusOK)
 	})
+}
+
+// BenchmarkLookupAuth is a lookup with auth off, and on with a read token:
+// what checking a token costs a request, through HTTP (client and server
+// on the same cores, as with the load tool) and in the handler alone.
+func BenchmarkLookupAuth(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		name := "off"
+		if on {
+			name = "token"
+		}
+		// setup returns the server and the header that goes with each request.
+		setup := func(b *testing.B) (*harness, *httptest.Server, http.Header) {
+			h, srv := benchServer(b)
+			header := http.Header{}
+			if on {
+				_, secret, err := h.api.Tokens().Create(context.Background(), auth.Spec{Role: auth.RoleRead})
+				if err != nil {
+					b.Fatal(err)
+				}
+				h.api.SetAuth(httpapi.AuthSettings{Enabled: true})
+				header.Set("Authorization", "Bearer "+secret)
+			}
+			return h, srv, header
+		}
+		b.Run("http/"+name, func(b *testing.B) {
+			_, srv, header := setup(b)
+			client := srv.Client()
+			b.ReportAllocs()
+			for b.Loop() {
+				req, err := http.NewRequest(http.MethodGet, srv.URL+"/api/v1/services/web", nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				req.Header = header
+				resp, err := client.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					b.Fatalf("lookup: %d", resp.StatusCode)
+				}
+			}
+		})
+		b.Run("handler/"+name, func(b *testing.B) {
+			h, _, header := setup(b)
+			req := httptest.NewRequest(http.MethodGet, "/api/v1/services/web", nil)
+			req.Header = header
+			w := &discardWriter{header: http.Header{}}
+			b.ReportAllocs()
+			for b.Loop() {
+				clear(w.header)
+				w.code = 0
+				h.api.ServeHTTP(w, req)
+				if w.code != http.StatusOK {
+					b.Fatalf("lookup: %d", w.code)
+				}
+			}
+		})
+	}
 }
