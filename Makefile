@@ -65,13 +65,17 @@ saga-watch: build ## Run Saga like `make run`, rebuilt and restarted whenever a 
 .PHONY: test
 test: test-deps ## Run every test under the race detector (installs what the tests run when missing)
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 30m ./...
+	SAGA_SCREENSHOTS=$(CURDIR)/bin/ui-screenshots $(GO) test -race -count=1 -timeout 30m ./...
+
+.PHONY: ui-screenshots
+ui-screenshots: test-deps ## Take the console's screenshots again into docs/ui (make test puts them in bin/ui-screenshots)
+	SAGA_SCREENSHOTS=$(CURDIR)/docs/ui $(GO) test -count=1 -run 'TestConsole' ./cmd/saga
 
 .PHONY: test-deps
 # TEST_TOOLS maps each command the tests run to the Debian package that has
 # it: real Redis, Prometheus, DNS tools, a headless browser, curl.
 TEST_TOOLS := redis-server:redis-server redis-sentinel:redis-sentinel redis-cli:redis-tools \
-	prometheus:prometheus dig:bind9-dnsutils dnsperf:dnsperf chromium:chromium curl:curl
+	prometheus:prometheus dig:bind9-dnsutils dnsperf:dnsperf chromium:chromium curl:curl npm:npm
 test-deps: ## Install what the tests need (Redis, Prometheus, dig, dnsperf, chromium, curl) when missing
 	@missing=""; \
 	for tool in $(TEST_TOOLS); do command -v $${tool%%:*} >/dev/null || missing="$$missing $${tool#*:}"; done; \
@@ -80,6 +84,8 @@ test-deps: ## Install what the tests need (Redis, Prometheus, dig, dnsperf, chro
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 		$(SUDO) systemctl disable --now redis-server redis-sentinel prometheus >/dev/null 2>&1 || true; \
 	fi
+	@# axe-core, which the console's browser test runs in the page, from the lock file.
+	@[ -d cmd/saga/testdata/axe/node_modules/axe-core ] || npm ci --prefix cmd/saga/testdata/axe --no-audit --no-fund
 
 .PHONY: lint
 lint: ## gofmt, go vet and the pinned golangci-lint
@@ -91,15 +97,25 @@ lint: ## gofmt, go vet and the pinned golangci-lint
 bench: ## Go benchmarks of the hot paths (lookup, heartbeat, register)
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
 
+# STORE=redis runs it against a saga on a throwaway redis-server instead.
+STORE ?= embedded
 .PHONY: bench-load
-bench-load: build ## The load tool against a fresh saga on a free port, beside a bare HTTP ceiling
+bench-load: build ## The load tool against a fresh saga on a free port, beside a bare HTTP ceiling (STORE=redis: on Redis)
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o bin/saga-bench ./cmd/saga-bench
-	@dir=$$(mktemp -d); \
+	@if [ "$(STORE)" = redis ]; then STORES=redis RUNS=1 SCENARIOS=$${SCENARIOS:-lookup,heartbeat,register,watch} \
+		cmd/saga-bench/stores.sh $(BIN) bin/saga-bench; exit $$?; fi; \
+	dir=$$(mktemp -d); \
 	SAGA_LOG_FORMAT=json SAGA_LIMITS_READ_RATE=0 SAGA_LIMITS_WRITE_RATE=0 ./$(BIN) serve --port 0 --data-dir $$dir/data >$$dir/saga.log 2>&1 & pid=$$!; \
 	for i in $$(seq 100); do addr=$$(sed -n 's/.*"msg":"serving".*"addr":"\([^"]*\)".*/\1/p' $$dir/saga.log); [ -n "$$addr" ] && break; sleep 0.1; done; \
 	[ -n "$$addr" ] || { cat $$dir/saga.log; kill $$pid; exit 1; }; \
 	./bin/saga-bench -addr $$addr -c 32 -d 10s -scenario all -ceiling; rc=$$?; \
 	kill $$pid; wait $$pid; rm -rf $$dir; exit $$rc
+
+# STORES, SAGAS, RUNS, D, C and SCENARIOS tune it (cmd/saga-bench/stores.sh).
+.PHONY: bench-stores
+bench-stores: build ## The embedded store and Redis side by side, in rounds, with CPU per request of Saga and Redis
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o bin/saga-bench ./cmd/saga-bench
+	cmd/saga-bench/stores.sh $(BIN) bin/saga-bench
 
 # RUNS, D, C and SCENARIOS tune it, e.g. `make bench-security RUNS=5`.
 .PHONY: bench-security
@@ -157,13 +173,13 @@ tools: ## Build the pinned packaging tools into bin/tools
 	touch $(TOOLS_BIN)/*
 
 .PHONY: package-deps
-package-deps: ## Install what packaging and its checks need (lintian, rpmlint, rpm, podman, ruby, nginx, …)
+package-deps: ## Install what packaging, the repositories and their checks need (lintian, rpmlint, rpm, createrepo-c, podman, …)
 	@missing=""; \
-	for bin in lintian rpmlint rpm podman runc ruby debootstrap nginx; do command -v $$bin >/dev/null || missing=1; done; \
+	for bin in lintian rpmlint rpm podman runc ruby debootstrap nginx promtool apt-ftparchive createrepo_c gpg; do command -v $$bin >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
-		echo "make: installing lintian, rpmlint, rpm, podman, runc, ruby, debootstrap and nginx-light with apt"; \
-		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lintian rpmlint rpm podman runc uidmap ruby debootstrap nginx-light >/dev/null; \
-		$(SUDO) systemctl disable --now nginx >/dev/null 2>&1 || true; \
+		echo "make: installing lintian, rpmlint, rpm, podman, runc, ruby, debootstrap, nginx-light, prometheus (promtool), apt-utils, createrepo-c and gnupg with apt"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lintian rpmlint rpm podman runc uidmap ruby debootstrap nginx-light prometheus apt-utils createrepo-c gnupg >/dev/null; \
+		$(SUDO) systemctl disable --now nginx prometheus >/dev/null 2>&1 || true; \
 	fi
 	@if [ ! -s /etc/containers/containers.conf ]; then \
 		printf '[containers]\n# Keep the host limits: the sandbox may not raise them.\ndefault_ulimits = []\n' | $(SUDO) tee /etc/containers/containers.conf >/dev/null; \
@@ -196,6 +212,24 @@ package: package-assets $(NFPM) ## Build the .deb and .rpm into bin/packages (PK
 package-lint: package ## lintian and rpmlint on the built packages
 	lintian --fail-on error,warning $(PACKAGE_DIR)/saga_$(PKG_VERSION)-1_$(PKG_ARCH).deb
 	$(SUDO) sh packaging/rpmlint.sh $(PACKAGE_DIR)/saga-$(PKG_VERSION)-1.*.rpm
+
+# The signed repositories. SIGNING_KEY is a key id or fingerprint in the
+# caller's GnuPG home; REPO_URL is where REPO_DIR will be served (it goes
+# into the .repo file). The packages come from `make package` for each of
+# REPO_ARCHS, or from REPO_PACKAGES (e.g. a release's "dist/*.deb
+# dist/*.rpm"). Publishing again adds the new version beside the old ones.
+REPO_DIR      ?= dist
+REPO_URL      ?= https://packages.sagaproject.org
+REPO_ARCHS    ?= amd64 arm64
+REPO_PACKAGES ?=
+
+.PHONY: repo
+repo: ## Signed APT and RPM repositories in dist/apt and dist/rpm (VERSION=x SIGNING_KEY=<key id>)
+	@[ -n "$(SIGNING_KEY)" ] || { echo "make: repo needs SIGNING_KEY=<key id or fingerprint in your GnuPG home>"; exit 1; }
+	@for bin in apt-ftparchive createrepo_c rpmsign gpg; do command -v $$bin >/dev/null || { echo "make: $$bin is missing (make package-deps)"; exit 1; }; done
+	$(if $(REPO_PACKAGES),,for arch in $(REPO_ARCHS); do $(MAKE) --no-print-directory package PKG_ARCH=$$arch || exit 1; done)
+	sh packaging/repo.sh '$(SIGNING_KEY)' $(REPO_DIR) $(REPO_URL) \
+		$(or $(REPO_PACKAGES),$(foreach arch,$(REPO_ARCHS),$(PACKAGE_DIR)/saga_$(PKG_VERSION)-1_$(arch).deb) $(PACKAGE_DIR)/saga-$(PKG_VERSION)-1.*.rpm)
 
 # The release image: this machine's build of the binary in a staged context,
 # with packaging/image/Dockerfile (no base image pulled). The top-level

@@ -339,6 +339,61 @@ func TestPrometheusScrapeConfig(t *testing.T) {
 	}
 }
 
+// prometheusSDConfig is the part of Prometheus' configuration that the
+// discovery example uses, decoded strictly like prometheusConfig.
+type prometheusSDConfig struct {
+	ScrapeConfigs []struct {
+		JobName       string `json:"job_name"`
+		HTTPSDConfigs []struct {
+			URL             string `json:"url"`
+			RefreshInterval string `json:"refresh_interval"`
+			Authorization   *struct {
+				Type            string `json:"type"`
+				CredentialsFile string `json:"credentials_file"`
+			} `json:"authorization,omitempty"`
+		} `json:"http_sd_configs"`
+		RelabelConfigs []struct {
+			SourceLabels []string `json:"source_labels,omitempty"`
+			Regex        string   `json:"regex,omitempty"`
+			Action       string   `json:"action,omitempty"`
+			TargetLabel  string   `json:"target_label,omitempty"`
+		} `json:"relabel_configs,omitempty"`
+	} `json:"scrape_configs"`
+}
+
+// TestPrometheusSDConfig checks the discovery example: it points at Saga's
+// HTTP SD route with a token from a file, and the real promtool accepts it.
+// (cmd/saga's TestPrometheusDiscoversInstances runs it with Prometheus.)
+func TestPrometheusSDConfig(t *testing.T) {
+	const path = "prometheus/saga-sd.yml"
+	var cfg prometheusSDConfig
+	decodeStrict(t, path, &cfg)
+	if len(cfg.ScrapeConfigs) == 0 {
+		t.Fatalf("%s: no scrape_configs", path)
+	}
+	for _, sc := range cfg.ScrapeConfigs {
+		if len(sc.HTTPSDConfigs) == 0 {
+			t.Errorf("%s: job %s has no http_sd_configs", path, sc.JobName)
+		}
+		for _, sd := range sc.HTTPSDConfigs {
+			if !strings.HasSuffix(sd.URL, "/api/v1/sd/prometheus") {
+				t.Errorf("%s: job %s discovers from %q, not Saga's /api/v1/sd/prometheus", path, sc.JobName, sd.URL)
+			}
+			if a := sd.Authorization; a == nil || a.Type != "Bearer" || a.CredentialsFile == "" {
+				t.Errorf("%s: job %s must send a bearer token from a credentials_file", path, sc.JobName)
+			}
+		}
+	}
+
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Fatal("promtool is not installed; `make package-deps` installs it (package prometheus)")
+	}
+	if out, err := exec.Command(promtool, "check", "config", path).CombinedOutput(); err != nil {
+		t.Fatalf("promtool check config %s: %v\n%s", path, err, out)
+	}
+}
+
 // TestNginxConfig has the real nginx check the example with a throwaway
 // certificate in place of the one an operator would configure.
 func TestNginxConfig(t *testing.T) {

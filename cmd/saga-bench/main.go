@@ -2,7 +2,8 @@
 // concurrent clients and prints throughput and latency per scenario:
 // lookup, heartbeat, register and watch (blocking-query wake-up), and, when
 // asked for, big (lookups of a small service beside a big one that many
-// clients read).
+// clients read) and checks (thousands of instances with active health
+// checks, beside the lookup load).
 //
 // With -ceiling it also starts a bare net/http server, in a process of its
 // own, that answers with the very bytes Saga answered, and measures it the
@@ -10,6 +11,7 @@
 //
 //	saga-bench -addr 127.0.0.1:8030 -c 32 -d 10s -scenario all -ceiling
 //	saga-bench -addr 127.0.0.1:8030 -d 60s -scenario big -instances 200000 -pid 1234
+//	saga-bench -addr 127.0.0.1:8030 -d 30s -scenario checks -checked 10000 -pid 1234
 //	SAGA_TOKEN=saga_… saga-bench -addr https://127.0.0.1:8030 -cacert cert.pem -scenario lookup,heartbeat
 //
 // With -token (or SAGA_TOKEN) every request carries the token; with an
@@ -60,7 +62,9 @@ type config struct {
 	rounds      int
 	// readers is how many clients read the big scenario's big service.
 	readers int
-	// pid is the server's process id, for its peak RSS; 0: not known.
+	// checked is how many instances with HTTP checks checks registers.
+	checked int
+	// pid is the server's process id, for its peak RSS and CPU; 0: not known.
 	pid int
 	// keep leaves the big scenario's instances on the server.
 	keep bool
@@ -74,8 +78,9 @@ type config struct {
 var allScenarios = []string{"lookup", "heartbeat", "register", "watch"}
 
 // knownScenarios adds those that run only when named: big registers a
-// large service and reads it hard, for minutes at full size.
-var knownScenarios = append(slices.Clone(allScenarios), "big")
+// large service and reads it hard, for minutes at full size; checks
+// registers thousands of instances with active health checks.
+var knownScenarios = append(slices.Clone(allScenarios), "big", "checks")
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("saga-bench", flag.ContinueOnError)
@@ -89,14 +94,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.IntVar(&cfg.clients, "c", 32, "concurrent clients")
 	fs.DurationVar(&cfg.duration, "d", 10*time.Second, "measured duration of each scenario")
 	fs.DurationVar(&cfg.warmup, "warmup", time.Second, "unmeasured load before each measurement")
-	fs.StringVar(&scenario, "scenario", "all", "lookup, heartbeat, register, watch, big, or all (all but big; comma-separated list allowed)")
+	fs.StringVar(&scenario, "scenario", "all", "lookup, heartbeat, register, watch, big, checks, or all (all but big and checks; comma-separated list allowed)")
 	fs.BoolVar(&cfg.ceiling, "ceiling", false, "also measure a bare net/http server answering the same bytes")
 	fs.IntVar(&cfg.rounds, "rounds", 5, "with -ceiling, alternate between Saga and the ceiling this many times")
 	fs.IntVar(&cfg.instances, "instances", 10, "instances of the service that lookup (or big) reads")
 	fs.DurationVar(&cfg.registerTTL, "ttl", 30*time.Second, "TTL of the instances that register creates")
 	fs.IntVar(&cfg.watchers, "watchers", 1, "blocking queries waiting on the service that watch changes")
 	fs.IntVar(&cfg.readers, "readers", 8, "clients that read the big service of big")
-	fs.IntVar(&cfg.pid, "pid", 0, "the server's process id, for big to report its peak RSS from /proc")
+	fs.IntVar(&cfg.checked, "checked", 10000, "instances with 10s HTTP checks that checks registers")
+	fs.IntVar(&cfg.pid, "pid", 0, "the server's process id, for big and checks to report its RSS and CPU from /proc")
 	fs.BoolVar(&cfg.keep, "keep", false, "leave the instances of big registered after the run")
 	// Not defaulted from the environment here, so that -help does not print a secret.
 	fs.StringVar(&cfg.token, "token", "", "API token to send with every request (default $SAGA_TOKEN)")
@@ -126,8 +132,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintln(stderr, "saga-bench: "+err.Error())
 		return 2
 	}
-	if cfg.clients < 1 || cfg.duration <= 0 || cfg.instances < 1 || cfg.watchers < 1 || cfg.rounds < 1 || cfg.readers < 1 || cfg.pid < 0 || cfg.registerTTL < time.Second {
-		fmt.Fprintln(stderr, "saga-bench: -c, -d, -instances, -watchers, -readers and -rounds must be positive, -pid not negative, -ttl at least 1s")
+	if cfg.clients < 1 || cfg.duration <= 0 || cfg.instances < 1 || cfg.watchers < 1 || cfg.rounds < 1 || cfg.readers < 1 || cfg.checked < 1 || cfg.pid < 0 || cfg.registerTTL < time.Second {
+		fmt.Fprintln(stderr, "saga-bench: -c, -d, -instances, -checked, -watchers, -readers and -rounds must be positive, -pid not negative, -ttl at least 1s")
 		return 2
 	}
 	if err := bench(ctx, cfg, stdout); err != nil {

@@ -23,6 +23,7 @@ type scenario struct {
 	want    int         // the status they answer with
 	watched string      // the service of the watch scenario
 	big     *bigLoad    // the big scenario's services
+	checks  *checksLoad // the checks scenario's instances and target
 	answer  *answer     // what Saga answered, for the ceiling; nil when no ceiling applies
 	cleanup func()
 }
@@ -48,17 +49,22 @@ func (s *scenario) measure(ctx context.Context, t *target, cfg config) ([]measur
 	if s.big != nil {
 		return s.big.measure(ctx, t, cfg)
 	}
+	if s.checks != nil {
+		return s.checks.measure(ctx, t, cfg)
+	}
 	return []measured{{res: load(ctx, t, cfg, s.next, s.want)}}, nil
 }
 
 // takeNotes returns what the scenario has to say beside its rows since it
 // was last asked.
 func (s *scenario) takeNotes() []string {
-	if s.big == nil {
-		return nil
+	var notes []string
+	if s.big != nil {
+		notes, s.big.notes = s.big.notes, nil
 	}
-	notes := s.big.notes
-	s.big.notes = nil
+	if s.checks != nil {
+		notes, s.checks.notes = s.checks.notes, nil
+	}
 	return notes
 }
 
@@ -127,6 +133,11 @@ func setupScenario(ctx context.Context, name string, saga *target, cfg config, r
 		return sc, nil
 	case "big":
 		if err := setupBig(ctx, saga, cfg, service, sc); err != nil {
+			return nil, err
+		}
+		return sc, nil
+	case "checks":
+		if err := setupChecks(ctx, saga, cfg, service, runID, sc); err != nil {
 			return nil, err
 		}
 		return sc, nil

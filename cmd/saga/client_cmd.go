@@ -151,6 +151,7 @@ func newRegisterCmd(a *app) *cobra.Command {
 		meta      []string
 		ttl       string
 		keepAlive bool
+		check     checkFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "register SERVICE --address ADDRESS --port PORT",
@@ -159,7 +160,9 @@ func newRegisterCmd(a *app) *cobra.Command {
 			"With --keepalive, saga keeps sending heartbeats until interrupted\n" +
 			"(SIGINT or SIGTERM), then deregisters the instance.",
 		Example: "  saga register web --address 10.0.0.5 --port 8080 --tag v2 --meta zone=eu-1 --ttl 30s\n" +
-			"  saga register web --id web-1 --address 10.0.0.5 --port 8080 --keepalive",
+			"  saga register web --id web-1 --address 10.0.0.5 --port 8080 --keepalive\n" +
+			"  saga register web --address 10.0.0.5 --port 8080 --check-http /healthz --check-interval 10s\n" +
+			"  saga register db --address 10.0.0.6 --port 5432 --check-tcp :5432",
 		Args: cobra.ExactArgs(1),
 	}
 	cmd.RunE = withClient(a, &flags, func(ctx context.Context, c *clientCmd, args []string) error {
@@ -169,6 +172,9 @@ func newRegisterCmd(a *app) *cobra.Command {
 			return err
 		}
 		if reg.TTLSeconds, err = parseSeconds("ttl", ttl); err != nil {
+			return err
+		}
+		if reg.Checks, err = check.checks(); err != nil {
 			return err
 		}
 		if keepAlive {
@@ -192,6 +198,7 @@ func newRegisterCmd(a *app) *cobra.Command {
 	f.StringArrayVar(&meta, "meta", nil, "metadata as key=value (repeatable)")
 	f.StringVar(&ttl, "ttl", "", "time to live, e.g. 30s or 2m (default: the server's)")
 	f.BoolVar(&keepAlive, "keepalive", false, "send heartbeats until interrupted, then deregister")
+	check.add(f)
 	_ = cmd.MarkFlagRequired("address")
 	_ = cmd.MarkFlagRequired("port")
 	return cmd
@@ -431,25 +438,13 @@ func newWatchCmd(a *app) *cobra.Command {
 	cmd.RunE = withClient(a, &flags, func(ctx context.Context, c *clientCmd, args []string) error {
 		ctx, stop := untilSignal(ctx)
 		defer stop()
-		stream, err := c.client.Events(ctx, args...)
-		if err != nil {
-			return err
-		}
-		defer func() { _ = stream.Close() }()
 		which := "every service"
 		if len(args) > 0 {
 			which = strings.Join(args, ", ")
 		}
 		fmt.Fprintf(c.errOut, "saga: following the events of %s; interrupt to stop\n", printable(which))
-		for ev, err := range stream.All() {
-			if err != nil {
-				return err
-			}
-			if err := c.printEvent(ev); err != nil {
-				return err
-			}
-		}
-		return errors.New("the server closed the event stream")
+		// Follow reconnects when a restart or an upgrade ends the stream.
+		return c.client.Follow(ctx, args, c.printEvent)
 	})
 	cmd.ValidArgsFunction = completeServices(a, &flags)
 	flags.add(cmd)

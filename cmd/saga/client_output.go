@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -50,14 +51,37 @@ func writeTable(w io.Writer, header []string, rows [][]string) error {
 
 // writeInstances prints instances as a table.
 func writeInstances(w io.Writer, instances []registry.Instance) error {
+	header := []string{"SERVICE", "ID", "ADDRESS", "PORT", "STATUS", "TAGS", "METADATA", "EXPIRES"}
+	checked := slices.ContainsFunc(instances, func(in registry.Instance) bool { return len(in.Checks) > 0 })
+	if checked {
+		header = append(header, "CHECKS")
+	}
 	rows := make([][]string, 0, len(instances))
 	for _, in := range instances {
-		rows = append(rows, []string{
+		row := []string{
 			in.Service, in.ID, in.Address, strconv.Itoa(in.Port), string(in.Status),
 			orDash(strings.Join(in.Tags, ",")), orDash(formatMeta(in.Metadata)), formatTime(in.ExpiresAt),
-		})
+		}
+		if checked {
+			row = append(row, orDash(formatChecks(in.Checks)))
+		}
+		rows = append(rows, row)
 	}
-	return writeTable(w, []string{"SERVICE", "ID", "ADDRESS", "PORT", "STATUS", "TAGS", "METADATA", "EXPIRES"}, rows)
+	return writeTable(w, header, rows)
+}
+
+// formatChecks prints each check as "http /healthz=passing"; a check
+// whose result this Saga does not hold (another Saga runs it) shows "?".
+func formatChecks(checks []registry.Check) string {
+	parts := make([]string, 0, len(checks))
+	for _, c := range checks {
+		target, status := c.HTTP, string(c.Status)
+		if c.TCP != "" {
+			target = c.TCP
+		}
+		parts = append(parts, c.Kind()+" "+target+"="+cmp.Or(status, "?"))
+	}
+	return strings.Join(parts, ",")
 }
 
 // formatMeta prints metadata as "k1=v1,k2=v2", keys sorted.

@@ -27,6 +27,7 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	defer closeBrowser() // the console tests' browser, when they started it
 	sagaBinary = filepath.Join(dir, "saga")
 	args := []string{"build", "-o", sagaBinary, "-ldflags", "-X main.version=" + stampedVersion}
 	if raceEnabled {

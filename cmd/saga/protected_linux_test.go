@@ -62,6 +62,18 @@ func newOtherMachine(t *testing.T) *otherMachine {
 	return m
 }
 
+// dig asks the DNS server at host:port for name's A records from inside
+// the namespace and returns dig's output.
+func (m *otherMachine) dig(t *testing.T, host string, port int, name string) string {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", m.name, "dig", "@"+host, "-p", fmt.Sprint(port),
+		"+tries=1", "+time=3", name, "A").CombinedOutput()
+	if err != nil {
+		t.Fatalf("dig %s from the other machine: %v\n%s", name, err, out)
+	}
+	return string(out)
+}
+
 // curl sends method url from inside the namespace and returns the status and body.
 func (m *otherMachine) curl(t *testing.T, method, url string, header ...string) (int, string) {
 	t.Helper()
@@ -85,9 +97,17 @@ func TestProtectedModeFromAnotherMachine(t *testing.T) {
 	m := newOtherMachine(t)
 	configDir := t.TempDir()
 	file := filepath.Join(configDir, "config.toml")
-	if err := os.WriteFile(file, []byte("[server]\nhost = \"0.0.0.0\"\n"), 0o644); err != nil {
-		t.Fatal(err)
+	dnsPort := asynctest.FreePort(t)
+	// Every version of the file also serves DNS, which follows protected
+	// mode as the API does.
+	write := func(text string) {
+		t.Helper()
+		text = "[server]\nhost = \"0.0.0.0\"\n" + text + fmt.Sprintf("[dns]\nport = %d\n", dnsPort)
+		if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
+	write("")
 	p := startSaga(t, sagaEnv(t, "SAGA_CONFIG_DIR="+configDir, "SAGA_DATA_DIR="+t.TempDir()), "serve", "--port", "0")
 	if _, err := p.logs.WaitRecord("protected mode: auth is off, so only clients on this machine are answered; turn auth on (auth.enabled) or set server.protected_mode = false", 5*time.Second, p.exited); err != nil {
 		t.Errorf("no word of protected mode at start: %v", err)
@@ -111,6 +131,11 @@ func TestProtectedModeFromAnotherMachine(t *testing.T) {
 			t.Errorf("probe %s from another machine: %d %s", path, status, body)
 		}
 	}
+	// DNS, which carries no token, refuses the other machine too.
+	if out := m.dig(t, m.hostIP, dnsPort, "web.service.saga."); !strings.Contains(out, "status: REFUSED") {
+		t.Errorf("DNS from another machine in protected mode:\n%s", out)
+	}
+
 	// The first admin token cannot be taken over the network.
 	if status, body := m.curl(t, "POST", remote+"/api/v1/tokens/bootstrap"); status != 403 || !strings.Contains(body, "loopback") {
 		t.Errorf("bootstrap from another machine: %d %s", status, body)
@@ -118,9 +143,7 @@ func TestProtectedModeFromAnotherMachine(t *testing.T) {
 
 	// Auth on, by reload: the other machine gets in with a token only.
 	_, admin := newToken(t, p, "", "bootstrap")
-	if err := os.WriteFile(file, []byte("[server]\nhost = \"0.0.0.0\"\n[auth]\nenabled = true\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	write("[auth]\nenabled = true\n")
 	p.signal(syscall.SIGHUP)
 	asynctest.Eventually(t, 5*time.Second, "auth to be on", func() error {
 		if status, _ := m.curl(t, "GET", remote+"/api/v1/services"); status != 401 {
@@ -131,11 +154,14 @@ func TestProtectedModeFromAnotherMachine(t *testing.T) {
 	if status, body := m.curl(t, "GET", remote+"/api/v1/services/web", "Authorization: Bearer "+admin); status != 200 || !strings.Contains(body, "web-1") {
 		t.Fatalf("token from another machine: %d %s", status, body)
 	}
+	// With auth on, DNS answers whoever reaches its port (it has no
+	// tokens): where it listens is the operator's control.
+	if out := m.dig(t, m.hostIP, dnsPort, "web.service.saga."); !strings.Contains(out, "status: NOERROR") || !strings.Contains(out, "10.0.0.1") {
+		t.Errorf("DNS from another machine with auth on:\n%s", out)
+	}
 
 	// Auth off and protected mode off, by reload: anyone is answered.
-	if err := os.WriteFile(file, []byte("[server]\nhost = \"0.0.0.0\"\nprotected_mode = false\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	write("protected_mode = false\n")
 	p.signal(syscall.SIGHUP)
 	asynctest.Eventually(t, 5*time.Second, "protected mode to be off", func() error {
 		if status, body := m.curl(t, "GET", remote+"/api/v1/services/web"); status != 200 {

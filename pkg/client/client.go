@@ -213,9 +213,12 @@ func instancePath(service, id string) string {
 	return servicePath(service) + "/instances/" + url.PathEscape(id)
 }
 
-// blockingQuery adds index and wait to a query when a blocking query is asked for.
+// blockingQuery adds index and wait to a query when a blocking query is
+// asked for: an index, or a wait. A wait sends index 0 too, since that is
+// the index of a service not known yet, and the server then waits for it
+// to appear rather than answer at once.
 func blockingQuery(q url.Values, index uint64, wait time.Duration) {
-	if index > 0 {
+	if index > 0 || wait > 0 {
 		q.Set("index", strconv.FormatUint(index, 10))
 	}
 	if wait > 0 {

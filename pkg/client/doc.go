@@ -6,4 +6,7 @@
 // API errors come back as *Error, which errors.As matches and errors.Is
 // relates to registry.ErrNotFound and registry.ErrUnavailable. A server that
 // cannot be reached gives an *UnreachableError naming its address.
+//
+// Subpackage grpcresolver resolves saga:///service targets for grpc-go; it
+// is apart so that users of this package do not link grpc.
 package client

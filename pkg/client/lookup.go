@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"maps"
-	"net/http"
 	"net/url"
 	"slices"
 	"time"
@@ -17,9 +16,11 @@ const (
 	StatusAny = "any"
 )
 
-// QueryOptions turn a read into a blocking query: with Index set, the
-// server answers as soon as its index passes Index, or after Wait (the
-// server's default when zero) with the same index.
+// QueryOptions turn a read into a blocking query: with Index or Wait set,
+// the server answers as soon as its index differs from Index, or after
+// Wait (the server's default when zero) with the same index. Index 0 with
+// a Wait waits for a service that is not known yet (its index is 0) to
+// appear.
 type QueryOptions struct {
 	Index uint64
 	Wait  time.Duration
@@ -43,7 +44,9 @@ type ServiceInstances struct {
 }
 
 // Lookup returns the live instances of service that match opts. An unknown
-// service is not an error: it has no instances.
+// service is not an error: it has no instances. A blocking query asks again
+// with the same index while the server restarts (503 with Retry-After, or
+// no answer), for up to 30 seconds.
 func (c *Client) Lookup(ctx context.Context, service string, opts LookupOptions) (ServiceInstances, error) {
 	q := url.Values{}
 	for _, tag := range opts.Tags {
@@ -58,7 +61,7 @@ func (c *Client) Lookup(ctx context.Context, service string, opts LookupOptions)
 	}
 	blockingQuery(q, opts.Index, opts.Wait)
 	var out ServiceInstances
-	r, err := c.call(ctx, http.MethodGet, servicePath(service), q, nil, &out)
+	r, err := c.get(ctx, servicePath(service), q, opts.Index > 0 || opts.Wait > 0, &out)
 	if err != nil {
 		return ServiceInstances{}, err
 	}
@@ -89,7 +92,7 @@ func (c *Client) Services(ctx context.Context, opts QueryOptions) (Catalog, erro
 	q := url.Values{}
 	blockingQuery(q, opts.Index, opts.Wait)
 	var out Catalog
-	r, err := c.call(ctx, http.MethodGet, "/api/v1/services", q, nil, &out)
+	r, err := c.get(ctx, "/api/v1/services", q, opts.Index > 0 || opts.Wait > 0, &out)
 	if err != nil {
 		return Catalog{}, err
 	}

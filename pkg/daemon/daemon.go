@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"sync"
 	"time"
 
@@ -79,13 +78,9 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	cfg := d.cfg
 	// Bind first: a busy port is the most common start-up failure, and
 	// should not wait behind opening the store.
-	ln, err := net.Listen("tcp", cfg.Addr())
+	ln, err := listen(cfg.Addr(), d.logger)
 	if err != nil {
-		var opErr *net.OpError
-		if errors.As(err, &opErr) {
-			err = opErr.Err
-		}
-		return fmt.Errorf("listen on %s: %w", cfg.Addr(), err)
+		return err
 	}
 	defer func() { _ = ln.Close() }() // already closed by the server unless start-up failed
 	d.reloadMu.Lock()                 // a SIGHUP may come while Run starts
@@ -114,25 +109,33 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		d.reloadMu.Unlock()
 	}()
 
+	console, err := newConsole(cfg)
+	if err != nil {
+		return err
+	}
 	store, storage, err := d.openStore(ctx)
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
 	srv, err := server.New(ctx, server.Options{
-		Store:             store,
-		Storage:           storage,
-		Clock:             d.clock,
-		Logger:            d.logger,
-		DefaultTTL:        cfg.Registry.TTL,
-		HeartbeatInterval: cfg.Registry.HeartbeatInterval,
-		Version:           d.opts.Version,
-		ServiceName:       cfg.Service.Name,
-		Auth:              authSettings(cfg),
-		Audit:             audit,
-		Limits:            apiLimits(cfg.Limits),
-		MaxConnections:    cfg.Limits.MaxConnections,
-		HeaderTimeout:     cfg.Limits.HeaderTimeout,
-		IdleTimeout:       cfg.Limits.IdleTimeout,
+		Store:              store,
+		Storage:            storage,
+		Clock:              d.clock,
+		Logger:             d.logger,
+		DefaultTTL:         cfg.Registry.TTL,
+		HeartbeatInterval:  cfg.Registry.HeartbeatInterval,
+		Version:            d.opts.Version,
+		ServiceName:        cfg.Service.Name,
+		Auth:               authSettings(cfg),
+		Audit:              audit,
+		Limits:             apiLimits(cfg.Limits),
+		MaxConnections:     cfg.Limits.MaxConnections,
+		HeaderTimeout:      cfg.Limits.HeaderTimeout,
+		IdleTimeout:        cfg.Limits.IdleTimeout,
+		Console:            console,
+		CheckPolicy:        registry.CheckPolicy{AllowOtherTargets: cfg.Checks.AllowOtherTargets},
+		CheckMaxConcurrent: cfg.Checks.MaxConcurrent,
+		Members:            members(store),
 	})
 	if err != nil {
 		_ = store.Close() // the start-up error is the one worth reporting
@@ -142,10 +145,19 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		_ = srv.Shutdown(context.Background()) // the bootstrap error is the one worth reporting
 		return err
 	}
+	dns, err := listenDNS(cfg, srv, d.logger)
+	if err != nil {
+		_ = srv.Shutdown(context.Background()) // the DNS error is the one worth reporting
+		return err
+	}
 	d.reloadMu.Lock()
 	d.srv = srv
 	d.reloadMu.Unlock()
 	srv.Start()
+	if dns != nil {
+		dns.Start()
+		d.logger.Info("dns serving", "addr", dns.Addr(), "domain", cfg.DNS.Domain)
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(d.listener) }()
 
@@ -162,7 +174,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	select {
 	case <-ctx.Done():
 	case err := <-served:
-		return errors.Join(fmt.Errorf("serve: %w", err), srv.Shutdown(context.Background()))
+		return errors.Join(fmt.Errorf("serve: %w", err), shutdownDNS(context.Background(), dns), srv.Shutdown(context.Background()))
 	}
 
 	d.logger.Info("shutting down", "drain_timeout", cfg.Server.ShutdownTimeout.String())
@@ -171,7 +183,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	}
 	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
 	defer cancel()
-	err = srv.Shutdown(drainCtx)
+	err = errors.Join(shutdownDNS(drainCtx, dns), srv.Shutdown(drainCtx))
 	d.logger.Info("stopped serving")
 	return err
 }

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 
+	"github.com/sagaproject/saga/pkg/checks"
 	"github.com/sagaproject/saga/pkg/registry"
 	"github.com/sagaproject/saga/pkg/store/embedded"
 	"github.com/sagaproject/saga/pkg/store/redisstore"
@@ -45,4 +46,13 @@ func (d *Daemon) openStore(ctx context.Context) (registry.Store, string, error) 
 		return nil, StorageEmbedded, err
 	}
 	return s, StorageEmbedded, nil
+}
+
+// members is the store's membership of the Sagas that share its checks
+// (the Redis store's); nil for a store that one Saga holds alone.
+func members(s registry.Store) checks.Membership {
+	if m, ok := s.(checks.Membership); ok {
+		return m
+	}
+	return nil
 }

@@ -74,6 +74,15 @@ func (a *API) SetAuth(s AuthSettings) {
 	a.settingsChanged = make(chan struct{})
 }
 
+// Answers reports whether a client at addr may be answered by an
+// interface that carries no token (DNS): not while protected mode holds,
+// unless it is on this machine. With auth on, such an interface answers
+// everyone who reaches it: choosing where it listens is the control.
+func (a *API) Answers(addr netip.Addr) bool {
+	s := a.authSettings.Load()
+	return s.Enabled || !s.ProtectedMode || addr.IsLoopback()
+}
+
 // authChanged returns a channel closed at the next SetAuth.
 func (a *API) authChanged() <-chan struct{} {
 	a.settingsMu.Lock()

@@ -29,6 +29,8 @@ var routeAccess = map[string]string{
 	"GET /livez":   "open",
 	"GET /readyz":  "open",
 	"GET /metrics": "read",
+	"GET /ui":      "open", // the console's assets: no registry data
+	"GET /ui/*":    "open",
 
 	"GET /api/v1/health":                                      "open",
 	"GET /api/v1/services/{service}/health":                   "open",
@@ -39,6 +41,7 @@ var routeAccess = map[string]string{
 	"POST /api/v1/services/{service}/instances":               "write",
 	"DELETE /api/v1/services/{service}/instances/{id}":        "write",
 	"PUT /api/v1/services/{service}/instances/{id}/heartbeat": "write",
+	"GET /api/v1/sd/prometheus":                               "read",
 	"POST /api/v1/tokens/bootstrap":                           "local",
 	"POST /api/v1/tokens":                                     "admin",
 	"GET /api/v1/tokens":                                      "admin",

@@ -76,12 +76,18 @@ type Options struct {
 	// Limits bound what clients may hold (SPEC §6); the zero Limits is
 	// unlimited. SetLimits changes them while serving.
 	Limits Limits
+	// CheckPolicy is what registrations' checks may aim at
+	// (checks.allow_other_targets).
+	CheckPolicy registry.CheckPolicy
 
 	// Registerer receives the API's metrics; nil: a registry of the API's own,
 	// which also collects Go and process metrics. GET /metrics serves
 	// Registerer when it is also a prometheus.Gatherer, else the default
 	// gatherer.
 	Registerer prometheus.Registerer
+
+	// Console is the web console, served at /ui/; nil: no console.
+	Console http.Handler
 }
 
 // API is Saga's HTTP handler.
@@ -91,6 +97,7 @@ type API struct {
 	clock             registry.Clock
 	logger            *slog.Logger
 	defaultTTL        time.Duration
+	checkPolicy       registry.CheckPolicy
 	heartbeatInterval time.Duration
 	keepAlive         time.Duration
 	version           string
@@ -108,6 +115,7 @@ type API struct {
 	limits            atomic.Pointer[Limits]
 	clients           *clientTable
 	router            chi.Router
+	console           http.Handler
 	// draining ends the long-lived requests once the server drains.
 	draining    context.Context
 	endLongLive context.CancelFunc
@@ -155,12 +163,14 @@ func New(opts Options) *API {
 		clock:             opts.Clock,
 		logger:            opts.Logger.With("component", "httpapi"),
 		defaultTTL:        opts.DefaultTTL,
+		checkPolicy:       opts.CheckPolicy,
 		heartbeatInterval: opts.HeartbeatInterval,
 		keepAlive:         opts.KeepAlive,
 		version:           opts.Version,
 		storage:           opts.Storage,
 		serviceName:       opts.ServiceName,
 		started:           opts.Clock.Now(),
+		console:           opts.Console,
 	}
 	a.clients = newClientTable()
 	a.SetLimits(opts.Limits)

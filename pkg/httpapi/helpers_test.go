@@ -15,6 +15,7 @@ import (
 	"github.com/sagaproject/saga/pkg/registry"
 	"github.com/sagaproject/saga/pkg/server"
 	"github.com/sagaproject/saga/pkg/store/embedded"
+	"github.com/sagaproject/saga/pkg/ui"
 	"github.com/sagaproject/saga/pkg/view"
 )
 
@@ -41,10 +42,14 @@ func newHarness(t testing.TB, configure ...func(*server.Options)) *harness {
 		t.Fatalf("open store: %v", err)
 	}
 	clock := registry.NewManualClock(epoch)
+	console, err := ui.New()
+	if err != nil {
+		t.Fatal(err)
+	}
 	opts := server.Options{
 		Store: st, Storage: "embedded", Clock: clock, Logger: logger,
 		DefaultTTL: 60 * time.Second, HeartbeatInterval: 30 * time.Second,
-		Version: "1.2.3",
+		Version: "1.2.3", Console: console, // as the daemon has it by default
 	}
 	for _, c := range configure {
 		c(&opts)

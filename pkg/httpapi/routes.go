@@ -20,6 +20,12 @@ func (a *API) routes() chi.Router {
 	a.route(r, http.MethodGet, "/livez", accessOpen, a.handle(a.livez))
 	a.route(r, http.MethodGet, "/readyz", accessOpen, a.handle(a.readyz))
 	a.route(r, http.MethodGet, "/metrics", accessRead, a.metrics.handler)
+	if a.console != nil {
+		// The console's assets hold no registry data: the page reads the
+		// API with the user's token, so they are open like the probes.
+		a.route(r, http.MethodGet, "/ui", accessOpen, http.RedirectHandler("/ui/", http.StatusMovedPermanently))
+		a.route(r, http.MethodGet, "/ui/*", accessOpen, http.StripPrefix("/ui", a.console))
+	}
 
 	r.Route("/api/v1", func(r chi.Router) {
 		a.route(r, http.MethodGet, "/health", accessOpen, a.handle(a.health))
@@ -31,6 +37,7 @@ func (a *API) routes() chi.Router {
 		a.route(r, http.MethodGet, "/services/{service}/instances/{id}", accessRead, a.handle(a.getInstance))
 		a.route(r, http.MethodDelete, "/services/{service}/instances/{id}", accessWrite, a.handle(a.deregister))
 		a.route(r, http.MethodPut, "/services/{service}/instances/{id}/heartbeat", accessWrite, a.handle(a.heartbeat))
+		a.route(r, http.MethodGet, "/sd/prometheus", accessRead, a.handle(a.prometheusSD))
 
 		a.route(r, http.MethodPost, "/tokens/bootstrap", accessLocal, a.handle(a.bootstrapToken))
 		a.route(r, http.MethodPost, "/tokens", accessAdmin, a.handle(a.createToken))

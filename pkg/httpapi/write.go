@@ -27,7 +27,7 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeBody(w, r, &reg, false); err != nil {
 		return err
 	}
-	if err := reg.Validate(service); err != nil {
+	if err := reg.ValidateWith(service, a.checkPolicy); err != nil {
 		return err
 	}
 	in := registry.NewInstance(service, reg, a.clock.Now(), a.defaultTTL)

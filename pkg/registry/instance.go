@@ -44,6 +44,9 @@ type Instance struct {
 	RegisteredAt  time.Time         `json:"registered_at"`
 	LastHeartbeat time.Time         `json:"last_heartbeat"`
 	ExpiresAt     time.Time         `json:"expires_at"`
+	// Checks are the active health checks Saga runs (SPEC §7); an
+	// instance with checks needs no heartbeats.
+	Checks []Check `json:"checks,omitempty"`
 }
 
 // TTL is the instance's time-to-live as a duration.
@@ -64,6 +67,13 @@ func (in Instance) Clone() Instance {
 	out.Metadata = maps.Clone(in.Metadata)
 	if out.Metadata == nil {
 		out.Metadata = map[string]string{}
+	}
+	if in.Checks != nil {
+		out.Checks = make([]Check, len(in.Checks))
+		for i, c := range in.Checks {
+			out.Checks[i] = c
+			out.Checks[i].Headers = maps.Clone(c.Headers)
+		}
 	}
 	return out
 }
@@ -90,10 +100,15 @@ type Registration struct {
 	Tags       []string          `json:"tags,omitempty"`
 	Metadata   map[string]string `json:"metadata,omitempty"`
 	TTLSeconds int               `json:"ttl_seconds,omitempty"`
+	Checks     []Check           `json:"checks,omitempty"`
 }
 
 // NewInstance builds the instance that a valid registration creates at now.
-// A missing id is generated; a zero TTL takes defaultTTL. Call Validate first.
+// A missing id is generated; a zero TTL takes defaultTTL (at least
+// MinCheckedTTLSeconds with checks). Checks get their defaults, and an
+// instance with checks starts critical until they pass, as in Consul, so
+// no traffic goes to it before it has proved it serves. Call Validate
+// first.
 func NewInstance(service string, r Registration, now time.Time, defaultTTL time.Duration) Instance {
 	now = now.UTC()
 	in := Instance{
@@ -114,6 +129,15 @@ func NewInstance(service string, r Registration, now time.Time, defaultTTL time.
 	if in.TTLSeconds == 0 {
 		in.TTLSeconds = int(defaultTTL / time.Second)
 		in.TTLSeconds = min(max(in.TTLSeconds, MinTTLSeconds), MaxTTLSeconds)
+		if len(r.Checks) > 0 {
+			in.TTLSeconds = max(in.TTLSeconds, MinCheckedTTLSeconds)
+		}
+	}
+	for _, c := range r.Checks {
+		in.Checks = append(in.Checks, c.withDefaults())
+	}
+	if len(in.Checks) > 0 {
+		in.Status = StatusCritical
 	}
 	in.ExpiresAt = now.Add(in.TTL())
 	return in.Clone()

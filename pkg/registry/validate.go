@@ -54,9 +54,15 @@ func ValidateStatus(s Status) error {
 	return nil
 }
 
-// Validate checks a registration for service against SPEC §2's limits. It
-// returns a *FieldError naming the first offending field.
+// Validate checks a registration for service against SPEC §2's limits and
+// §7's rules for checks, with other check targets refused. It returns a
+// *FieldError naming the first offending field.
 func (r Registration) Validate(service string) error {
+	return r.ValidateWith(service, CheckPolicy{})
+}
+
+// ValidateWith is Validate under the operator's policy for checks.
+func (r Registration) ValidateWith(service string, policy CheckPolicy) error {
 	if err := ValidateName("service", service); err != nil {
 		return err
 	}
@@ -79,6 +85,12 @@ func (r Registration) Validate(service string) error {
 	}
 	if r.TTLSeconds != 0 && (r.TTLSeconds < MinTTLSeconds || r.TTLSeconds > MaxTTLSeconds) {
 		return &FieldError{Field: "ttl_seconds", Message: fmt.Sprintf("%d is out of range %d-%d", r.TTLSeconds, MinTTLSeconds, MaxTTLSeconds)}
+	}
+	if err := validateChecks(r.Checks, r.Address, r.Port, policy); err != nil {
+		return err
+	}
+	if len(r.Checks) > 0 && r.TTLSeconds != 0 && r.TTLSeconds < MinCheckedTTLSeconds {
+		return &FieldError{Field: "ttl_seconds", Message: fmt.Sprintf("%d is below %d, the least for an instance with checks", r.TTLSeconds, MinCheckedTTLSeconds)}
 	}
 	return nil
 }

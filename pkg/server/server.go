@@ -2,7 +2,7 @@
 // the client test server and the API tests (as etcd's embed does):
 //
 //	store → metrics decorator → view (start-up grace, first snapshot)
-//	      → HTTP API → background work (follower, guard, reaper) → HTTP server
+//	      → HTTP API → background work (follower, guard, reaper, checks) → HTTP server
 //
 // and takes it down in a fixed order (Shutdown).
 package server
@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/sagaproject/saga/pkg/auth"
+	"github.com/sagaproject/saga/pkg/checks"
 	"github.com/sagaproject/saga/pkg/httpapi"
 	"github.com/sagaproject/saga/pkg/registry"
 	"github.com/sagaproject/saga/pkg/view"
@@ -77,6 +78,18 @@ type Options struct {
 	MaxConnections int
 	HeaderTimeout  time.Duration // 0: DefaultHeaderTimeout
 	IdleTimeout    time.Duration // 0: DefaultIdleTimeout
+
+	// Console is the web console, served at /ui/ on the API's listener;
+	// nil: none.
+	Console http.Handler
+
+	// CheckPolicy is what checks may aim at (checks.allow_other_targets).
+	CheckPolicy registry.CheckPolicy
+	// CheckMaxConcurrent bounds the probes in flight; 0: the default.
+	CheckMaxConcurrent int
+	// Members is the set of Sagas that share the store's checks; nil:
+	// this server alone (the embedded store).
+	Members checks.Membership
 }
 
 // Server is one assembled Saga server.
@@ -86,6 +99,7 @@ type Server struct {
 	view   *view.View
 	api    *httpapi.API
 	tokens *auth.Tokens
+	checks *checks.Checker
 	http   *http.Server
 	logger *slog.Logger
 
@@ -154,6 +168,19 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		ServiceName:       opts.ServiceName,
 		Registerer:        opts.Registerer,
 		Limits:            opts.Limits,
+		Console:           opts.Console,
+		CheckPolicy:       opts.CheckPolicy,
+	})
+	s.checks = checks.New(checks.Options{
+		Store:         s.store,
+		View:          s.view,
+		Apply:         s.view.Apply,
+		Members:       opts.Members,
+		Policy:        opts.CheckPolicy,
+		MaxConcurrent: opts.CheckMaxConcurrent,
+		Clock:         opts.Clock,
+		Logger:        opts.Logger,
+		Registerer:    opts.Registerer,
 	})
 	s.http = &http.Server{
 		IdleTimeout:       cmp.Or(opts.IdleTimeout, DefaultIdleTimeout),
@@ -169,7 +196,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 
 // Start runs the background work until Shutdown: the follower that keeps
 // the view current from the store's change feed, the guard that freezes
-// expiry while the store is away, and the reaper. It outlives the
+// expiry while the store is away, the reaper and the checker. It outlives the
 // requests: it keeps the view current while they drain.
 func (s *Server) Start() {
 	ctx, stop := context.WithCancel(context.Background())
@@ -181,6 +208,7 @@ func (s *Server) Start() {
 	reaper := registry.NewReaper(s.store, s.opts.Clock, s.view.Apply, s.logger)
 	s.work.Go(func() { reaper.Run(ctx) })
 	s.work.Go(func() { s.tokens.Run(ctx, s.opts.Refresh) })
+	s.work.Go(func() { s.checks.Run(ctx) })
 }
 
 // tokenStore is where the server's tokens are kept (Options.Tokens).
@@ -223,6 +251,10 @@ func (s *Server) View() *view.View { return s.view }
 // Store is the server's store, with metrics.
 func (s *Server) Store() registry.Store { return s.store }
 
+// Registerer is where the server's metrics go, for the parts the daemon
+// adds beside it (the DNS server).
+func (s *Server) Registerer() prometheus.Registerer { return s.opts.Registerer }
+
 // Shutdown takes the server down in order:
 //
 //  1. report not ready, so load balancers stop sending;
@@ -230,7 +262,8 @@ func (s *Server) Store() registry.Store { return s.store }
 //     themselves (their clients are told to ask again);
 //  3. stop accepting and let requests in flight finish until ctx ends,
 //     then close the connections left;
-//  4. stop the background work, which kept the view current meanwhile;
+//  4. stop the background work, which kept the view current meanwhile,
+//     and the checks (the others take them over at once);
 //  5. close the store, flushing what it holds.
 //
 // It returns the store's close error; running out of ctx in step 3 is

@@ -1,6 +1,8 @@
 package view
 
 import (
+	"encoding/json"
+	"fmt"
 	"slices"
 	"strconv"
 	"time"
@@ -100,6 +102,15 @@ func appendInstance(b []byte, in *registry.Instance) []byte {
 	b = appendTime(b, in.LastHeartbeat)
 	b = append(b, `,"expires_at":`...)
 	b = appendTime(b, in.ExpiresAt)
+	if len(in.Checks) > 0 {
+		// Few instances have checks: encoding/json is fast enough for them.
+		checks, err := json.Marshal(in.Checks)
+		if err != nil {
+			panic(fmt.Sprintf("view: encode checks: %v", err)) // strings, ints and times always encode
+		}
+		b = append(b, `,"checks":`...)
+		b = append(b, checks...)
+	}
 	return append(b, '}')
 }
 

@@ -280,6 +280,7 @@ func (v *View) loadServiceLocked(name string, ss registry.ServiceSnapshot, inSna
 			}
 		}
 		next.keepLaterDeadlines(cur.instances)
+		next.keepCheckResults(cur.instances)
 	}
 	for _, ev := range above {
 		next.setContent(ev)
@@ -462,7 +463,8 @@ func (svc *service) holdsLaterChange(id string, index uint64) bool {
 func (svc *service) setContent(ev registry.Event) {
 	switch ev.Type {
 	case registry.EventRegistered, registry.EventUpdated:
-		svc.instances.set(normalized(ev.Instance))
+		prev, _ := svc.instances.get(ev.Instance.ID)
+		svc.instances.set(withResultsOf(normalized(ev.Instance), prev))
 	case registry.EventDeregistered, registry.EventExpired:
 		svc.instances.remove(ev.Instance.ID)
 	}
@@ -731,7 +733,8 @@ func diff(name string, before, after *service, now time.Time) []registry.Event {
 func sameButDeadline(a, b registry.Instance) bool {
 	return a.Address == b.Address && a.Port == b.Port && a.TTLSeconds == b.TTLSeconds &&
 		a.Status == b.Status && a.RegisteredAt.Equal(b.RegisteredAt) &&
-		slices.Equal(a.Tags, b.Tags) && maps.Equal(a.Metadata, b.Metadata)
+		slices.Equal(a.Tags, b.Tags) && maps.Equal(a.Metadata, b.Metadata) &&
+		registry.SameCheckDefinitions(a.Checks, b.Checks)
 }
 
 func sortedIDs(m *instanceSet) []string {

@@ -61,6 +61,7 @@ func Run(t *testing.T, newStore func(t *testing.T) registry.Store) {
 		{"NameCharacters", testNameCharacters},
 		{"ServicesIsolated", testServicesIsolated},
 		{"Ping", testPing},
+		{"Checks", testChecks},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.test(t, newStore(t)) })
@@ -615,6 +616,47 @@ func wantInstance(t *testing.T, got, want registry.Instance) {
 		got.Service != want.Service || got.ID != want.ID || got.Address != want.Address ||
 		got.Port != want.Port || got.TTLSeconds != want.TTLSeconds || got.Status != want.Status {
 		t.Errorf("instance:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// testChecks: check definitions are part of the registration; they come
+// back from every read, survive heartbeats and status changes, and never
+// hold a result.
+func testChecks(t *testing.T, s registry.Store) {
+	in := registry.NewInstance("db", registry.Registration{
+		ID: "a", Address: "10.0.0.8", Port: 5432,
+		Checks: []registry.Check{
+			{HTTP: "/healthz", Interval: "5s", Timeout: "1s", Headers: map[string]string{"X-Probe": "saga"}, TLSSkipVerify: true},
+			{TCP: ":5432", FailuresBeforeCritical: 2, DeregisterCriticalAfter: "1m"},
+		},
+	}, T0, time.Minute)
+	want := registry.CheckDefinitions(in.Checks)
+	in.Checks[0].Status, in.Checks[0].Output = registry.StatusPassing, "a result is not stored"
+	same := func(what string, got []registry.Check) {
+		t.Helper()
+		if !registry.SameCheckDefinitions(got, want) {
+			t.Errorf("%s: checks %+v, want %+v", what, got, want)
+		}
+		for i, c := range got {
+			if c.Status != "" || c.Output != "" || c.LastChecked != nil {
+				t.Errorf("%s: checks[%d] holds a result: %+v", what, i, c)
+			}
+		}
+	}
+	same("register", mustRegister(t, s, in).Instance.Checks)
+	same("snapshot", mustService(t, s, "db").Instances[0].Checks)
+	ev, err := s.Heartbeat(t.Context(), "db", "a", registry.StatusPassing, T0.Add(time.Second))
+	if err != nil {
+		t.Fatalf("Heartbeat: %v", err)
+	}
+	same("status change", ev.Instance.Checks)
+	same("changes", NextChange(t, s.Changes(), func(ev registry.Event) bool { return ev.Type == registry.EventUpdated }).Instance.Checks)
+	same("snapshot after heartbeat", mustService(t, s, "db").Instances[0].Checks)
+
+	// A registration without checks drops them.
+	ev = mustRegister(t, s, Instance("db", "a", 30, T0.Add(2*time.Second)))
+	if len(ev.Instance.Checks) != 0 || len(mustService(t, s, "db").Instances[0].Checks) != 0 {
+		t.Errorf("checks kept after a registration without any")
 	}
 }
 

@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -18,7 +19,10 @@ import (
 //	[10:18]  expires at, Unix nanoseconds, big-endian
 //	[18:]    the static part: port, TTL seconds and registered-at as varints,
 //	         then the address, the tags and the metadata as
-//	         length-prefixed strings (counts first).
+//	         length-prefixed strings (counts first), then, only for an
+//	         instance with checks, their definitions as one length-prefixed
+//	         JSON array (records written before checks existed end after
+//	         the metadata and still read the same).
 //
 // Memory holds only the static part of each instance, already encoded, and
 // the header fields as numbers: a heartbeat rewrites two numbers, and the
@@ -32,6 +36,10 @@ const (
 // registry.Registration.Validate, so that a damaged length cannot make the
 // decoder allocate gigabytes.
 const maxStringBytes = 4096
+
+// maxChecksBytes bounds the JSON of an instance's checks, which the
+// request body's 64 KiB bounds already.
+const maxChecksBytes = 64 << 10
 
 var errShortRecord = errors.New("record is truncated")
 
@@ -103,6 +111,11 @@ func encodeStatic(in registry.Instance) []byte {
 	for k, v := range in.Metadata {
 		b = appendString(b, k)
 		b = appendString(b, v)
+	}
+	if len(in.Checks) > 0 {
+		// Definitions are validated, so they always encode.
+		checks, _ := json.Marshal(registry.CheckDefinitions(in.Checks))
+		b = appendString(b, string(checks))
 	}
 	// Trim the estimate's slack: 100,000 instances live in memory.
 	return append(make([]byte, 0, len(b)), b...)
@@ -177,6 +190,14 @@ func (e entry) instance(service, id string) (registry.Instance, error) {
 		in.Metadata[k] = d.string()
 	}
 	if d.err == nil && len(d.b) != 0 {
+		raw := d.bytes(maxChecksBytes)
+		if d.err == nil {
+			if err := json.Unmarshal(raw, &in.Checks); err != nil {
+				d.err = fmt.Errorf("checks: %w", err)
+			}
+		}
+	}
+	if d.err == nil && len(d.b) != 0 {
 		d.err = fmt.Errorf("%d stray bytes after the record", len(d.b))
 	}
 	return in, d.err
@@ -219,15 +240,19 @@ func (d *decoder) varint() int64 {
 	return v
 }
 
-func (d *decoder) string() string {
-	n := d.uvarint(maxStringBytes)
+func (d *decoder) string() string { return string(d.bytes(maxStringBytes)) }
+
+// bytes reads a length-prefixed string of at most limit bytes, without
+// copying it.
+func (d *decoder) bytes(limit uint64) []byte {
+	n := d.uvarint(limit)
 	if d.err == nil && n > uint64(len(d.b)) {
 		d.err = errShortRecord
 	}
 	if d.err != nil {
-		return ""
+		return nil
 	}
-	s := string(d.b[:n])
+	s := d.b[:n]
 	d.b = d.b[n:]
 	return s
 }

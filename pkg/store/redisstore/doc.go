@@ -6,7 +6,8 @@
 // It is named redisstore, not redis, so that it never shadows go-redis's
 // package redis in the files that use both.
 //
-// Its files: store.go (the registry.Store methods), options.go and
+// Its files: store.go (the registry.Store methods), batch.go (concurrent
+// writes sharing round trips), options.go and
 // client.go (Options, and the go-redis client and TLS built from them),
 // keys.go (key names), scripts.go (the Lua scripts), wire.go and
 // shortnotice.go (records and change notices as Redis holds and publishes

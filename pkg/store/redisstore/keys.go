@@ -13,7 +13,7 @@ const (
 // serviceKeys are the KEYS of every script, in the order scripts.go names.
 func serviceKeys(service string) []string {
 	prefix := "service:{" + service + "}:"
-	return []string{prefix + "index", prefix + "instances", prefix + "state", prefix + "deadlines"}
+	return []string{prefix + "index", prefix + "instances", prefix + "state", prefix + "deadlines", prefix + "announced"}
 }
 
 // noticeHead is ARGV[2] of every script: the start of its notices.

@@ -76,11 +76,19 @@ func (l *replyLog) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
 	return func(ctx context.Context, cmd goredis.Cmder) error {
 		err := next(ctx, cmd)
 		if c, ok := cmd.(*goredis.Cmd); ok && strings.HasPrefix(cmd.Name(), "eval") {
-			if s, ok := c.Val().(string); ok {
-				l.mu.Lock()
-				l.replies = append(l.replies, s)
-				l.mu.Unlock()
+			// A script answers one notice, or the heartbeat script one per instance.
+			l.mu.Lock()
+			switch v := c.Val().(type) {
+			case string:
+				l.replies = append(l.replies, v)
+			case []any:
+				for _, item := range v {
+					if s, ok := item.(string); ok {
+						l.replies = append(l.replies, s)
+					}
+				}
 			}
+			l.mu.Unlock()
 		}
 		return err
 	}

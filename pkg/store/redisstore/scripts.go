@@ -1,6 +1,11 @@
 package redisstore
 
-import goredis "github.com/redis/go-redis/v9"
+import (
+	"strconv"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+)
 
 // Every script works on the keys of one service, all in one hash slot:
 //
@@ -8,6 +13,7 @@ import goredis "github.com/redis/go-redis/v9"
 //	KEYS[2] service:{name}:instances  HASH    id -> record JSON
 //	KEYS[3] service:{name}:state      HASH    id -> "status ttl_seconds last_heartbeat_ms rev"
 //	KEYS[4] service:{name}:deadlines  ZSET    id scored by expires_at in ms since the epoch
+//	KEYS[5] service:{name}:announced  HASH    id -> "rev expires_ms": the deadline last published
 //
 // rev is a random number that each registration draws: it names one
 // record, so a process that holds the record of that rev need not be sent
@@ -57,47 +63,77 @@ local index = redis.call('INCR', KEYS[1])
 redis.call('HSET', KEYS[2], id, ARGV[4])
 redis.call('HSET', KEYS[3], id, ARGV[5] .. ' ' .. ARGV[6] .. ' ' .. ARGV[7] .. ' ' .. ARGV[9])
 redis.call('ZADD', KEYS[4], ARGV[8], id)
+redis.call('HSET', KEYS[5], id, ARGV[9] .. ' ' .. ARGV[8])
 local msg = notice(typ, id, index, ARGV[5], ARGV[7], ARGV[8], ARGV[9])
 redis.call('PUBLISH', ARGV[1], msg)
 return msg
 `)
 
-// heartbeatScript renews a live instance's deadline to now + TTL and, when
-// ARGV[4] names a different status, sets it and bumps the index.
-// ARGV[3] id, [4] status or "", [5] now ms, [6] the rev of the record the
-// caller holds (0 for none). Returns nil when the instance is unknown or
-// its deadline is not after now.
+// announceStep is how far a plain heartbeat may move a deadline past the
+// one last published before it must publish again. Other Sagas thus hold
+// a deadline at most this much earlier than the real one: they never
+// serve an instance past its deadline, and hide a live one for less than
+// this when its heartbeats stop, well inside the 1 s agreement window. A
+// deadline that moves earlier is always published.
+const announceStep = 500 * time.Millisecond
+
+// heartbeatScript renews live instances of one service, in one call for
+// every heartbeat of a batch (batch.go): each deadline moves to now + TTL
+// and, when a heartbeat names a different status, the status is set and
+// the index bumped. ARGV[3…] hold four arguments per instance: id, status
+// or "", now ms, and the rev of the record the caller holds (0 for none).
+// Returns one answer per instance, in order: its notice, or "" when the
+// instance is unknown or its deadline is not after its now.
 //
 // A plain heartbeat publishes a short notice without the record: every
 // process got the record with the registration (or a snapshot), and rev
-// tells it which one. The caller gets the record back only when its rev
-// is not the current one. A status change, or state without a rev, sends
-// the whole notice.
+// tells it which one; and it publishes only when the deadline moved
+// announceStep past the one last published (KEYS[5]), or earlier. The
+// caller gets the record back only when its rev is not the current one.
+// A status change, or state without a rev, publishes the whole notice.
 var heartbeatScript = goredis.NewScript(noticeLua + `
-local id, now = ARGV[3], ARGV[5]
-local deadline = redis.call('ZSCORE', KEYS[4], id)
-if not deadline or tonumber(deadline) <= tonumber(now) then return false end
-local status, ttl, _, rev = state_of(id)
-local expires = string.format('%d', tonumber(now) + tonumber(ttl) * 1000)
-local typ, index = 'heartbeat', nil
-if ARGV[4] ~= '' and ARGV[4] ~= status then
-  status, typ = ARGV[4], 'updated'
-  index = redis.call('INCR', KEYS[1])
-else
-  index = current_index()
-end
-redis.call('HSET', KEYS[3], id, status .. ' ' .. ttl .. ' ' .. now .. ' ' .. rev)
-redis.call('ZADD', KEYS[4], expires, id)
-if typ == 'updated' or rev == '0' then
-  local msg = notice(typ, id, index, status, now, expires, rev)
+local step = ` + strconv.FormatInt(announceStep.Milliseconds(), 10) + `
+local function announce(id, rev, expires, msg)
+  local last = redis.call('HGET', KEYS[5], id)
+  if last then
+    local lrev, lexp = string.match(last, '^(%d+) (%d+)$')
+    local moved = tonumber(expires) - tonumber(lexp or '0')
+    if lrev == rev and moved >= 0 and moved < step then return end
+  end
+  redis.call('HSET', KEYS[5], id, rev .. ' ' .. expires)
   redis.call('PUBLISH', ARGV[1], msg)
-  return msg
 end
-local short = ARGV[2] .. ',"type":"heartbeat","id":' .. cjson.encode(id) .. ',"index":' .. index ..
-  ',"rev":' .. rev .. ',"status":"' .. status .. '","heartbeat":' .. now .. ',"expires":' .. expires .. '}'
-redis.call('PUBLISH', ARGV[1], short)
-if rev == ARGV[6] then return short end
-return notice(typ, id, index, status, now, expires, rev)
+local function beat(id, want, now, held)
+  local deadline = redis.call('ZSCORE', KEYS[4], id)
+  if not deadline or tonumber(deadline) <= tonumber(now) then return '' end
+  local status, ttl, _, rev = state_of(id)
+  local expires = string.format('%d', tonumber(now) + tonumber(ttl) * 1000)
+  local typ, index = 'heartbeat', nil
+  if want ~= '' and want ~= status then
+    status, typ = want, 'updated'
+    index = redis.call('INCR', KEYS[1])
+  else
+    index = current_index()
+  end
+  redis.call('HSET', KEYS[3], id, status .. ' ' .. ttl .. ' ' .. now .. ' ' .. rev)
+  redis.call('ZADD', KEYS[4], expires, id)
+  if typ == 'updated' or rev == '0' then
+    local msg = notice(typ, id, index, status, now, expires, rev)
+    redis.call('HSET', KEYS[5], id, rev .. ' ' .. expires)
+    redis.call('PUBLISH', ARGV[1], msg)
+    return msg
+  end
+  local short = ARGV[2] .. ',"type":"heartbeat","id":' .. cjson.encode(id) .. ',"index":' .. index ..
+    ',"rev":' .. rev .. ',"status":"' .. status .. '","heartbeat":' .. now .. ',"expires":' .. expires .. '}'
+  announce(id, rev, expires, short)
+  if rev == held then return short end
+  return notice(typ, id, index, status, now, expires, rev)
+end
+local out = {}
+for i = 3, #ARGV, 4 do
+  out[#out + 1] = beat(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
+end
+return out
 `)
 
 // deregisterScript removes an instance. ARGV[3] id. Nil when unknown.
@@ -110,6 +146,7 @@ local status, _, hb, rev = state_of(id)
 local msg = notice('deregistered', id, index, status, hb, deadline, rev)
 redis.call('HDEL', KEYS[2], id)
 redis.call('HDEL', KEYS[3], id)
+redis.call('HDEL', KEYS[5], id)
 redis.call('ZREM', KEYS[4], id)
 redis.call('PUBLISH', ARGV[1], msg)
 return msg
@@ -130,6 +167,7 @@ for i = 1, #due, 2 do
   local msg = notice('expired', id, index, status, hb, deadline, rev)
   redis.call('HDEL', KEYS[2], id)
   redis.call('HDEL', KEYS[3], id)
+  redis.call('HDEL', KEYS[5], id)
   redis.call('ZREM', KEYS[4], id)
   redis.call('PUBLISH', ARGV[1], msg)
   out[#out + 1] = msg
@@ -154,6 +192,7 @@ for i = 1, #all, 2 do
   if deadline < floor then
     local expires = string.format('%d', floor)
     redis.call('ZADD', KEYS[4], expires, id)
+    redis.call('HSET', KEYS[5], id, rev .. ' ' .. expires)
     local msg = notice('heartbeat', id, index, status, hb, expires, rev)
     redis.call('PUBLISH', ARGV[1], msg)
     out[#out + 1] = msg

@@ -36,6 +36,7 @@ type Store struct {
 
 	records recordCache
 	due     dueHints
+	batch   batcher // writes that wait for the next round trip (batch.go)
 
 	feed         *registry.Feed
 	tokenChanges chan struct{} // TokenChanges (tokens.go)
@@ -132,15 +133,17 @@ func (s *Store) Register(ctx context.Context, in registry.Instance) (registry.Ev
 	rec, err := json.Marshal(record{
 		Address: in.Address, Port: in.Port, Tags: in.Tags, Metadata: in.Metadata,
 		TTLSeconds: in.TTLSeconds, RegisteredAt: millis(in.RegisteredAt),
+		Checks: registry.CheckDefinitions(in.Checks),
 	})
 	if err != nil {
 		return registry.Event{}, fmt.Errorf("redis register: encode instance: %w", err)
 	}
-	return s.write(ctx, "register", registerScript, in.Service,
+	return s.write(ctx, "register", in.Service,
 		in.ID, rec, string(status), in.TTLSeconds, millis(now), millis(in.ExpiresAt), newRev())
 }
 
-// Heartbeat renews a live instance in one round trip (one EVALSHA).
+// Heartbeat renews a live instance in one round trip, shared with the
+// other writes in flight (batch.go).
 func (s *Store) Heartbeat(ctx context.Context, service, id string, status registry.Status, now time.Time) (registry.Event, error) {
 	if err := registry.ValidateStatus(status); err != nil {
 		return registry.Event{}, err
@@ -155,18 +158,18 @@ func (s *Store) Heartbeat(ctx context.Context, service, id string, status regist
 	if !cached {
 		names = newServiceNames(service, s.origin)
 	}
-	sn := names.(serviceNames)
-	raw, err := heartbeatScript.Run(ctx, s.client, sn.keys, changeChannel, sn.head, id, string(status), millis(now), held.rev).Text()
-	if errors.Is(err, goredis.Nil) {
-		return registry.Event{}, fmt.Errorf("heartbeat %s/%s: %w", service, id, registry.ErrNotFound)
-	}
-	if err != nil {
+	c := &writeCall{ctx: ctx, op: "heartbeat", service: service, names: names.(serviceNames),
+		args: []any{id, string(status), millis(now), held.rev}}
+	if err := s.do(c); err != nil {
 		return registry.Event{}, s.fail(ctx, "heartbeat", err)
 	}
-	if !cached {
-		s.names.Store(service, sn) // only names that exist: a live instance just answered
+	if c.raw == "" {
+		return registry.Event{}, fmt.Errorf("heartbeat %s/%s: %w", service, id, registry.ErrNotFound)
 	}
-	return s.deliverHeld(raw, held)
+	if !cached {
+		s.names.Store(service, c.names) // only names that exist: a live instance just answered
+	}
+	return s.deliverHeld(c.raw, held)
 }
 
 // Deregister removes an instance.
@@ -174,43 +177,35 @@ func (s *Store) Deregister(ctx context.Context, service, id string) (registry.Ev
 	if err := s.available("deregister"); err != nil {
 		return registry.Event{}, err
 	}
-	return s.write(ctx, "deregister", deregisterScript, service, id)
+	return s.write(ctx, "deregister", service, id)
 }
 
-// write runs a register or deregister script, then, with MinReplicasAck,
-// waits for the replicas. A change that the replicas did not acknowledge
-// in time is still made and announced, but reported as ErrUnavailable.
-func (s *Store) write(ctx context.Context, op string, script *goredis.Script, service, id string, args ...any) (registry.Event, error) {
-	keys := serviceKeys(service)
-	allArgs := s.scriptArgs(service, append([]any{id}, args...)...)
-	var raw string
-	var acked int64
-	var err error
-	if s.minAcks == 0 {
-		raw, err = script.Run(ctx, s.client, keys, allArgs...).Text()
-	} else {
-		raw, acked, err = s.runAndWait(ctx, script, keys, allArgs)
-	}
-	if errors.Is(err, goredis.Nil) {
-		return registry.Event{}, fmt.Errorf("%s %s/%s: %w", op, service, id, registry.ErrNotFound)
-	}
-	if err != nil {
+// write registers or deregisters in the next round trip (batch.go), which
+// with MinReplicasAck waits for the replicas. A change that the replicas
+// did not acknowledge in time is still made and announced, but reported
+// as ErrUnavailable.
+func (s *Store) write(ctx context.Context, op, service, id string, args ...any) (registry.Event, error) {
+	c := &writeCall{ctx: ctx, op: op, service: service, args: append([]any{id}, args...)}
+	if err := s.do(c); err != nil {
 		return registry.Event{}, s.fail(ctx, op, err)
 	}
-	ev, err := s.deliver(raw)
+	if c.raw == "" {
+		return registry.Event{}, fmt.Errorf("%s %s/%s: %w", op, service, id, registry.ErrNotFound)
+	}
+	ev, err := s.deliver(c.raw)
 	if err != nil {
 		return ev, err
 	}
-	if s.minAcks > 0 && acked < int64(s.minAcks) {
+	if s.minAcks > 0 && c.acked < int64(s.minAcks) {
 		return ev, fmt.Errorf("redis %s: %w: only %d of %d replicas acknowledged the change within %s; it is on the master but a failover now could lose it",
-			op, registry.ErrUnavailable, acked, s.minAcks, s.ackTimeout)
+			op, registry.ErrUnavailable, c.acked, s.minAcks, s.ackTimeout)
 	}
 	return ev, nil
 }
 
 // runAndWait sends the script and WAIT in one pipeline on one connection
 // to the service's master: WAIT counts the replicas that have everything
-// that connection wrote.
+// that connection wrote. Token writes use it; instance writes batch.
 func (s *Store) runAndWait(ctx context.Context, script *goredis.Script, keys []string, args []any) (string, int64, error) {
 	var node *goredis.Client
 	switch c := s.client.(type) {
@@ -224,30 +219,13 @@ func (s *Store) runAndWait(ctx context.Context, script *goredis.Script, keys []s
 	default:
 		return "", 0, fmt.Errorf("WAIT is not supported on %T", s.client)
 	}
-	for attempt := 0; ; attempt++ {
-		var eval *goredis.Cmd
-		var wait *goredis.Cmd
-		_, _ = node.Pipelined(ctx, func(p goredis.Pipeliner) error {
-			eval = script.EvalSha(ctx, p, keys, args...)
-			wait = p.Do(ctx, "WAIT", s.minAcks, s.ackTimeout.Milliseconds())
-			return nil
-		})
-		if isNoScript(eval.Err()) && attempt == 0 {
-			if err := script.Load(ctx, node).Err(); err != nil {
-				return "", 0, err
-			}
-			continue
-		}
-		raw, err := eval.Text()
-		if err != nil {
-			return "", 0, err
-		}
-		acked, err := wait.Int64()
-		if err != nil {
-			return "", 0, fmt.Errorf("wait for replicas: %w", err)
-		}
-		return raw, acked, nil
+	sc := &scriptCall{script: script, keys: keys, args: args}
+	acked, err := runPipelined(ctx, node, []*scriptCall{sc}, []any{"WAIT", s.minAcks, s.ackTimeout.Milliseconds()})
+	if err != nil {
+		return "", 0, err
 	}
+	raw, err := sc.cmd.Text()
+	return raw, acked, err
 }
 
 // ExpireDue removes every instance whose deadline is not after now, one

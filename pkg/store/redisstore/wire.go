@@ -18,6 +18,9 @@ type record struct {
 	Metadata     map[string]string `json:"metadata"`
 	TTLSeconds   int               `json:"ttl_seconds"`
 	RegisteredAt int64             `json:"registered_at"` // ms since the epoch
+	// Checks are the instance's check definitions; absent from records
+	// written before checks existed, and from instances without any.
+	Checks []registry.Check `json:"checks,omitempty"`
 }
 
 // notice is a change as the scripts publish and return it.
@@ -47,6 +50,7 @@ func (n notice) instance() registry.Instance {
 		TTLSeconds:    n.rec.TTLSeconds,
 		Status:        n.Status,
 		RegisteredAt:  fromMillis(n.rec.RegisteredAt),
+		Checks:        n.rec.Checks,
 		LastHeartbeat: fromMillis(n.Heartbeat),
 		ExpiresAt:     fromMillis(n.Expires),
 	}.Clone()

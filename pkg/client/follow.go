@@ -1,0 +1,71 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"github.com/sagaproject/saga/pkg/registry"
+)
+
+// Follow calls fn with every event of the given services (every service
+// when none is given) until ctx ends or fn returns an error, which Follow
+// returns. Unlike Events, it opens the stream again when the server ends
+// or breaks it (a restart or an upgrade ends every stream), retrying for up
+// to 30 seconds, and skips events at or below the last index it passed on
+// for their service, so fn sees none twice. Events that happen while no
+// stream is open are not replayed: Lookup a service to learn its state.
+func (c *Client) Follow(ctx context.Context, services []string, fn func(registry.Event) error) error {
+	seen := map[string]uint64{} // the last index passed on, per service
+	// The first open fails at once, as Events does; later ones wait out a restart.
+	stream, err := c.Events(ctx, services...)
+	for {
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		err = followStream(stream, seen, fn)
+		_ = stream.Close()
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err == nil, errors.Is(err, io.EOF):
+		default:
+			var fe *fnError
+			if errors.As(err, &fe) {
+				return fe.err
+			}
+			if _, ok := retryable(err); !ok {
+				return err
+			}
+		}
+		err = retryRestart(ctx, func() (err error) {
+			stream, err = c.Events(ctx, services...)
+			return err
+		})
+	}
+}
+
+// followStream passes on the stream's new events until it ends.
+func followStream(stream *EventStream, seen map[string]uint64, fn func(registry.Event) error) error {
+	for {
+		ev, err := stream.Next()
+		if err != nil {
+			return err
+		}
+		if ev.Index != 0 && ev.Index <= seen[ev.Service] {
+			continue
+		}
+		seen[ev.Service] = ev.Index
+		if err := fn(ev); err != nil {
+			return &fnError{err}
+		}
+	}
+}
+
+// fnError carries fn's error out of the stream unretried.
+type fnError struct{ err error }
+
+func (e *fnError) Error() string { return e.err.Error() }
