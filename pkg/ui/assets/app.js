@@ -250,13 +250,13 @@ function metadataList(metadata) {
   return el('dl', { class: 'meta' }, ...entries.flatMap(([k, v]) => [el('dt', { text: k }), el('dd', { text: v })]));
 }
 
-// checkList shows what an instance's active checks report (SPEC §7),
-// whatever fields the API gives them.
+// checkList shows an instance's active checks (SPEC §7): the target, and
+// the status and last output on the Saga that runs the check.
 function checkList(checks) {
   if (!checks || !checks.length) return el('span', { class: 'muted', text: '—' });
   return el('ul', { class: 'checks' }, ...checks.map((c) => el('li', {},
     c.status ? statusBadge(c.status) : null, ' ',
-    el('code', { text: c.http || c.tcp || c.name || 'check' }),
+    el('code', { text: c.http || c.tcp || 'check' }),
     c.output ? el('span', { class: 'muted', text: ` ${c.output}` }) : null)));
 }
 
