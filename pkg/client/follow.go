@@ -20,23 +20,23 @@ func (c *Client) Follow(ctx context.Context, services []string, fn func(registry
 	// The first open fails at once, as Events does; later ones wait out a restart.
 	stream, err := c.Events(ctx, services...)
 	for {
+		if done(ctx) {
+			return nil // the caller ended it
+		}
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
 			return err
 		}
 		err = followStream(stream, seen, fn)
 		_ = stream.Close()
-		switch {
-		case ctx.Err() != nil:
+		if done(ctx) {
 			return nil
-		case err == nil, errors.Is(err, io.EOF):
+		}
+		var fe *fnError
+		switch {
+		case errors.As(err, &fe):
+			return fe.err
+		case errors.Is(err, io.EOF): // the server ended the stream: open it again
 		default:
-			var fe *fnError
-			if errors.As(err, &fe) {
-				return fe.err
-			}
 			if _, ok := retryable(err); !ok {
 				return err
 			}
@@ -45,6 +45,16 @@ func (c *Client) Follow(ctx context.Context, services []string, fn func(registry
 			stream, err = c.Events(ctx, services...)
 			return err
 		})
+	}
+}
+
+// done reports whether ctx has ended.
+func done(ctx context.Context) bool {
+	select {
+	case <-ctx.Done():
+		return true
+	default:
+		return false
 	}
 }
 

@@ -67,7 +67,7 @@ type DNSConfig struct {
 	TTL    time.Duration // of every answer; 0, as Consul, so caches ask again
 }
 
-// Addr is the host:port the DNS server listens on.
+// DNSAddr is the host:port the DNS server listens on.
 func (c *Config) DNSAddr() string {
 	host := c.DNS.Host
 	if host == "" {
