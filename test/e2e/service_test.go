@@ -141,7 +141,7 @@ func TestReloadChangesLogLevelInPlace(t *testing.T) {
 	m.Run(t, "systemctl", "reload", "saga")
 	Eventually(t, 10*time.Second, "the journal never showed the new log level", func() bool {
 		out, _, _ := m.Exec("journalctl", "-u", "saga", "--no-pager", "-o", "cat")
-		return strings.Contains(out, "log level changed") && strings.Contains(out, `"to":"debug"`)
+		return strings.Contains(out, `"msg":"configuration reloaded","applied":["log.level"]`)
 	})
 	if now := mainPID(t, m); now != pid {
 		t.Errorf("reload replaced the process (%s -> %s); SIGHUP must keep it", pid, now)
