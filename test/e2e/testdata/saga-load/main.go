@@ -12,6 +12,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -29,13 +30,17 @@ import (
 )
 
 type report struct {
-	Lookups       int64               `json:"lookups"`
-	LookupsFailed int64               `json:"lookups_failed"`
-	Failures      []string            `json:"failures,omitempty"`
-	Blocking      int64               `json:"blocking"`
-	Drained       int64               `json:"drained"`
-	BlockingFail  int64               `json:"blocking_failed"`
-	Seen          map[string][]string `json:"seen"` // per blocking client: the ids it saw
+	Lookups       int64 `json:"lookups"`
+	LookupsFailed int64 `json:"lookups_failed"`
+	// LookupsCut counts lookups whose connection ended without an answer
+	// (EOF, reset) rather than being refused: Go's client retries such
+	// a request on a reused connection by itself, not on a fresh one.
+	LookupsCut   int64               `json:"lookups_cut"`
+	Failures     []string            `json:"failures,omitempty"`
+	Blocking     int64               `json:"blocking"`
+	Drained      int64               `json:"drained"`
+	BlockingFail int64               `json:"blocking_failed"`
+	Seen         map[string][]string `json:"seen"` // per blocking client: the ids it saw
 }
 
 // counting counts the 503 answers that the blocking clients retry.
@@ -58,7 +63,7 @@ func main() {
 	flag.Parse()
 
 	var rep report
-	var lookups, failed, blocking, drained, blockFailed atomic.Int64
+	var lookups, failed, cut, blocking, drained, blockFailed atomic.Int64
 	var mu sync.Mutex
 	rep.Seen = map[string][]string{}
 
@@ -76,6 +81,9 @@ func main() {
 				if err == nil {
 					_, _ = io.Copy(io.Discard, resp.Body)
 					_ = resp.Body.Close()
+				}
+				if err != nil && !errors.Is(err, syscall.ECONNREFUSED) {
+					cut.Add(1)
 				}
 				if err != nil || resp.StatusCode != http.StatusOK {
 					failed.Add(1)
@@ -145,7 +153,7 @@ func main() {
 	watchWG.Wait()
 
 	mu.Lock()
-	rep.Lookups, rep.LookupsFailed = lookups.Load(), failed.Load()
+	rep.Lookups, rep.LookupsFailed, rep.LookupsCut = lookups.Load(), failed.Load()-cut.Load(), cut.Load()
 	rep.Blocking, rep.Drained, rep.BlockingFail = blocking.Load(), drained.Load(), blockFailed.Load()
 	_ = json.NewEncoder(os.Stdout).Encode(rep)
 	mu.Unlock()
