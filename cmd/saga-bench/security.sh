@@ -22,13 +22,8 @@ scenarios=${SCENARIOS:-lookup,heartbeat}
 configs=(plain auth auth+tls)
 
 dir=$(mktemp -d)
-pids=()
-cleanup() {
-	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-	rm -rf "$dir"
-}
-trap cleanup EXIT
+# shellcheck source=cmd/saga-bench/benchlib.sh
+. "$(dirname "$0")/benchlib.sh"
 
 # An ECDSA P-256 certificate for 127.0.0.1, as a small deployment would use.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
@@ -47,12 +42,7 @@ start() {
 		SAGA_LIMITS_READ_RATE=0 SAGA_LIMITS_WRITE_RATE=0 "$@" \
 		"$saga" serve --port 0 --data-dir "$dir/$name/data" >"$dir/$name/saga.log" 2>&1 &
 	pids+=($!)
-	for _ in $(seq 100); do
-		addr=$(sed -n 's/.*"msg":"serving".*"addr":"\([^"]*\)".*/\1/p' "$dir/$name/saga.log")
-		[ -n "$addr" ] && break
-		sleep 0.1
-	done
-	[ -n "$addr" ] || { cat "$dir/$name/saga.log" >&2; echo "security.sh: saga ($name) did not start" >&2; exit 1; }
+	addr=$(servingAddr "$dir/$name/saga.log") || { echo "security.sh: saga ($name) did not start" >&2; exit 1; }
 }
 
 # secret prints the secret of `saga token … -o json`'s answer.
@@ -98,19 +88,7 @@ done
 # the median of each round's change, since a round's three runs met much the
 # same load from the rest of the machine.
 echo
-awk -v order="${configs[*]}" '
-function ms(d) { # a Go duration as printed ("850µs", "1.2ms", "1.5s") in milliseconds
-	if (sub(/µs$/, "", d)) return d / 1000
-	if (sub(/ns$/, "", d)) return d / 1e6
-	if (sub(/ms$/, "", d)) return d + 0
-	if (sub(/s$/, "", d)) return d * 1000
-	return d + 0
-}
-function median(list,   v, n, i, j, x) {
-	n = split(list, v, " ")
-	for (i = 2; i <= n; i++) { x = v[i] + 0; for (j = i - 1; j >= 1 && v[j] + 0 > x; j--) v[j + 1] = v[j]; v[j + 1] = x }
-	return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-}
+awk -v order="${configs[*]}" "$statsAwk"'
 {
 	k = $2 SUBSEP $3
 	rate[k] = rate[k] " " $4; p50[k] = p50[k] " " ms($5); p99[k] = p99[k] " " ms($6)

@@ -34,13 +34,8 @@ warmup=1
 tick=$(getconf CLK_TCK)
 
 dir=$(mktemp -d)
-pids=()
-cleanup() {
-	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-	rm -rf "$dir"
-}
-trap cleanup EXIT
+# shellcheck source=cmd/saga-bench/benchlib.sh
+. "$(dirname "$0")/benchlib.sh"
 trap 'exit 1' INT TERM
 
 # freePort prints a loopback port that nothing listens on, nor on the port
@@ -79,12 +74,7 @@ start() {
 		REDIS_URL="$url" "$bin" serve --port 0 --data-dir "$dir/$name/data" >"$dir/$name/saga.log" 2>&1 &
 	pids+=($!)
 	spids[${name%%.*}]+=" $!"
-	for _ in $(seq 100); do
-		addr=$(sed -n 's/.*"msg":"serving".*"addr":"\([^"]*\)".*/\1/p' "$dir/$name/saga.log")
-		[ -n "$addr" ] && break
-		sleep 0.1
-	done
-	[ -n "$addr" ] || { cat "$dir/$name/saga.log" >&2; echo "stores.sh: saga ($name) did not start" >&2; exit 1; }
+	addr=$(servingAddr "$dir/$name/saga.log") || { echo "stores.sh: saga ($name) did not start" >&2; exit 1; }
 	addrs[${name%%.*}]+=" $addr"
 }
 
@@ -195,19 +185,7 @@ echo "stores.sh: load at the end $(cut -d" " -f1-3 /proc/loadavg)"
 # Medians per store and scenario; per request: the Sagas' CPU, Redis's CPU,
 # and each Redis command's calls and usec_per_call.
 echo
-awk '
-function ms(d) {
-	if (sub(/µs$/, "", d)) return d / 1000
-	if (sub(/ns$/, "", d)) return d / 1e6
-	if (sub(/ms$/, "", d)) return d + 0
-	if (sub(/s$/, "", d)) return d * 1000
-	return d + 0
-}
-function median(list,   v, n, i, j, x) {
-	n = split(list, v, " ")
-	for (i = 2; i <= n; i++) { x = v[i] + 0; for (j = i - 1; j >= 1 && v[j] + 0 > x; j--) v[j + 1] = v[j]; v[j + 1] = x }
-	return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-}
+awk "$statsAwk"'
 {
 	k = $2 " " $3
 	if (!(k in runs)) order[++nk] = k
