@@ -152,13 +152,17 @@ redis.call('PUBLISH', ARGV[1], msg)
 return msg
 `)
 
-// expireScript removes every instance whose deadline is not after ARGV[3]
-// (now ms) and returns the earliest deadline left ("" when none), then
-// the notices of what it removed. Redis runs one script at a time, so
+// expireScript removes up to ARGV[4] instances whose deadline is not after
+// ARGV[3] (now ms) and returns the earliest deadline left ("" when none),
+// then the notices of what it removed. Redis runs one script at a time, so
 // when several Saga processes race, each instance is removed, and its
-// "expired" notice published, by exactly one of them.
+// "expired" notice published, by exactly one of them. The bound keeps
+// each call short: Redis serves nobody else while a script runs, and a
+// mass expiry of tens of thousands in one call held every heartbeat and
+// health ping for seconds. A caller that gets back a deadline not after
+// now calls again.
 var expireScript = goredis.NewScript(noticeLua + `
-local due = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[3], 'WITHSCORES')
+local due = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[3], 'WITHSCORES', 'LIMIT', 0, ARGV[4])
 local out = {''}
 for i = 1, #due, 2 do
   local id, deadline = due[i], due[i + 1]
@@ -179,17 +183,25 @@ return out
 
 // graceScript moves every deadline earlier than now + TTL to now + TTL and
 // publishes a heartbeat notice for each, so every process's view holds the
-// new deadlines. ARGV[3] now ms. Returns the notices.
+// new deadlines. ARGV[3] now ms, ARGV[4] an HSCAN cursor of the state hash
+// (0 to start), ARGV[5] its COUNT. Returns the next cursor ("0" when the
+// service is done), then the notices. One call covers one page, so that a
+// big service's grace leaves Redis free for other clients between pages
+// (a whole service in one call held Redis for seconds); HSCAN returns every
+// instance present from the first call to the last at least once, and a
+// second visit finds its deadline already moved.
 var graceScript = goredis.NewScript(noticeLua + `
 local now = tonumber(ARGV[3])
-local all = redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES')
+local page = redis.call('HSCAN', KEYS[3], ARGV[4], 'COUNT', ARGV[5])
 local index = current_index()
-local out = {}
-for i = 1, #all, 2 do
-  local id, deadline = all[i], tonumber(all[i + 1])
+local out = {page[1]}
+local items = page[2]
+for i = 1, #items, 2 do
+  local id = items[i]
+  local deadline = redis.call('ZSCORE', KEYS[4], id)
   local status, ttl, hb, rev = state_of(id)
   local floor = now + tonumber(ttl) * 1000
-  if deadline < floor then
+  if deadline and tonumber(deadline) < floor then
     local expires = string.format('%d', floor)
     redis.call('ZADD', KEYS[4], expires, id)
     redis.call('HSET', KEYS[5], id, rev .. ' ' .. expires)

@@ -228,11 +228,16 @@ func (s *Store) runAndWait(ctx context.Context, script *goredis.Script, keys []s
 	return raw, acked, err
 }
 
+// expireChunk bounds the instances that one expire script removes, so
+// that a mass expiry leaves Redis free for other clients between calls.
+const expireChunk = 500
+
 // ExpireDue removes every instance whose deadline is not after now, one
 // script per service, all in one pipeline: for the services that may have
 // something due (dueHints), and every sweepEvery for the whole catalogue.
-// It returns the events of what it removed even when some services failed
-// (then with the error too).
+// A service with more than expireChunk due gets another pipeline, until
+// nothing due is left. It returns the events of what it removed even when
+// some services failed (then with the error too).
 func (s *Store) ExpireDue(ctx context.Context, now time.Time) ([]registry.Event, error) {
 	if err := s.available("expire"); err != nil {
 		return nil, err
@@ -244,40 +249,65 @@ func (s *Store) ExpireDue(ctx context.Context, now time.Time) ([]registry.Event,
 			return nil, s.fail(ctx, "expire", err)
 		}
 	}
-	cmds, err := s.runEach(ctx, expireScript, names, millis(now))
-	if err != nil {
-		return nil, s.fail(ctx, "expire", err)
-	}
+	limit := millis(now)
 	var events []registry.Event
 	var firstErr error
 	next := make(map[string]int64, len(names))
-	for i, cmd := range cmds {
-		raws, err := cmd.StringSlice()
-		if err != nil || len(raws) == 0 {
-			firstErr = keepFirst(firstErr, err)
-			continue
+	for len(names) > 0 && ctx.Err() == nil {
+		cmds, err := s.runEach(ctx, expireScript, names, limit, expireChunk)
+		if err != nil {
+			return events, s.fail(ctx, "expire", err)
 		}
-		next[names[i]] = math.MaxInt64 // no instance left: nothing due until a notice says so
-		if raws[0] != "" {
-			if next[names[i]], err = strconv.ParseInt(raws[0], 10, 64); err != nil {
-				firstErr = keepFirst(firstErr, fmt.Errorf("expire %s: next deadline %q: %w", names[i], raws[0], err))
-				delete(next, names[i])
-			}
-		}
-		for _, raw := range raws[1:] {
-			ev, err := s.deliver(raw)
+		var again []string
+		for i, cmd := range cmds {
+			removed, earliest, err := s.expired(names[i], cmd)
+			events = append(events, removed...)
 			if err != nil {
 				firstErr = keepFirst(firstErr, err)
 				continue
 			}
-			events = append(events, ev)
+			if earliest == nil {
+				continue
+			}
+			next[names[i]] = *earliest
+			if *earliest <= limit {
+				again = append(again, names[i])
+			}
 		}
+		names = again
 	}
 	if firstErr != nil {
 		return events, s.fail(ctx, "expire", firstErr)
 	}
 	s.due.done(now, sweep, gens, next)
 	return events, nil
+}
+
+// expired reads one expire script's answer: the events of what it removed
+// and the service's earliest deadline left (math.MaxInt64 when none; nil
+// when the answer says nothing of it).
+func (s *Store) expired(service string, cmd *goredis.Cmd) ([]registry.Event, *int64, error) {
+	raws, err := cmd.StringSlice()
+	if err != nil || len(raws) == 0 {
+		return nil, nil, err
+	}
+	var events []registry.Event
+	var firstErr error
+	for _, raw := range raws[1:] {
+		ev, err := s.deliver(raw)
+		if err != nil {
+			firstErr = keepFirst(firstErr, err)
+			continue
+		}
+		events = append(events, ev)
+	}
+	earliest := int64(math.MaxInt64) // no instance left: nothing due until a notice says so
+	if raws[0] != "" {
+		if earliest, err = strconv.ParseInt(raws[0], 10, 64); err != nil {
+			return events, nil, keepFirst(firstErr, fmt.Errorf("expire %s: next deadline %q: %w", service, raws[0], err))
+		}
+	}
+	return events, &earliest, firstErr
 }
 
 // GrantGrace moves every deadline earlier than now + TTL to now + TTL.
@@ -296,22 +326,36 @@ func (s *Store) grantGrace(ctx context.Context, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	cmds, err := s.runEach(ctx, graceScript, names, millis(now))
-	if err != nil {
-		return err
+	cursors := make([]string, len(names))
+	for i := range cursors {
+		cursors[i] = "0"
 	}
 	var firstErr error
-	for _, cmd := range cmds {
-		raws, err := cmd.StringSlice()
+	for len(names) > 0 {
+		cmds, err := s.runEachWith(ctx, graceScript, names, func(i int) []any {
+			return []any{millis(now), cursors[i], expireChunk}
+		})
 		if err != nil {
-			firstErr = keepFirst(firstErr, err)
-			continue
+			return err
 		}
-		for _, raw := range raws {
-			if _, err := s.deliver(raw); err != nil {
+		var more []string
+		var moreCursors []string
+		for i, cmd := range cmds {
+			raws, err := cmd.StringSlice()
+			if err != nil || len(raws) == 0 {
 				firstErr = keepFirst(firstErr, err)
+				continue
+			}
+			for _, raw := range raws[1:] {
+				if _, err := s.deliver(raw); err != nil {
+					firstErr = keepFirst(firstErr, err)
+				}
+			}
+			if raws[0] != "0" {
+				more, moreCursors = append(more, names[i]), append(moreCursors, raws[0])
 			}
 		}
+		names, cursors = more, moreCursors
 	}
 	return firstErr
 }
@@ -395,6 +439,12 @@ func (s *Store) scriptArgs(service string, args ...any) []any {
 // and retrying the services that answered NOSCRIPT (a restarted or newly
 // promoted Redis has an empty script cache).
 func (s *Store) runEach(ctx context.Context, script *goredis.Script, services []string, args ...any) ([]*goredis.Cmd, error) {
+	return s.runEachWith(ctx, script, services, func(int) []any { return args })
+}
+
+// runEachWith is runEach with arguments of each service's own: args(i)
+// for services[i].
+func (s *Store) runEachWith(ctx context.Context, script *goredis.Script, services []string, args func(i int) []any) ([]*goredis.Cmd, error) {
 	cmds := make([]*goredis.Cmd, len(services))
 	pending := make([]int, len(services))
 	for i := range pending {
@@ -403,7 +453,7 @@ func (s *Store) runEach(ctx context.Context, script *goredis.Script, services []
 	for attempt := 0; len(pending) > 0; attempt++ {
 		_, _ = s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
 			for _, i := range pending {
-				cmds[i] = script.EvalSha(ctx, p, serviceKeys(services[i]), s.scriptArgs(services[i], args...)...)
+				cmds[i] = script.EvalSha(ctx, p, serviceKeys(services[i]), s.scriptArgs(services[i], args(i)...)...)
 			}
 			return nil
 		})
