@@ -224,16 +224,24 @@ local status, _, hb, rev = state_of(id)
 return notice('snapshot', id, current_index(), status, hb, deadline, rev)
 `)
 
-// snapshotScript reads one service at one moment: its index, then one
-// notice per instance.
+// snapshotScript reads one page of a service: its index, the next HSCAN
+// cursor of the state hash ("0" when done), then one notice per instance
+// of the page. ARGV[3] the cursor (0 to start), ARGV[4] its COUNT. Pages
+// keep each call short, as for expiry; Snapshot (store.go) reads a
+// service at one moment by checking that the index did not move between
+// its first page and its last.
 var snapshotScript = goredis.NewScript(noticeLua + `
 local index = current_index()
-local out = {tonumber(index)}
-local all = redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES')
-for i = 1, #all, 2 do
-  local id = all[i]
-  local status, _, hb, rev = state_of(id)
-  out[#out + 1] = notice('snapshot', id, index, status, hb, all[i + 1], rev)
+local page = redis.call('HSCAN', KEYS[3], ARGV[3], 'COUNT', ARGV[4])
+local out = {tonumber(index), page[1]}
+local items = page[2]
+for i = 1, #items, 2 do
+  local id = items[i]
+  local deadline = redis.call('ZSCORE', KEYS[4], id)
+  if deadline then
+    local status, _, hb, rev = state_of(id)
+    out[#out + 1] = notice('snapshot', id, index, status, hb, deadline, rev)
+  end
 end
 return out
 `)

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -360,7 +362,29 @@ func (s *Store) grantGrace(ctx context.Context, now time.Time) error {
 	return firstErr
 }
 
-// Snapshot reads every service in the catalogue, each at one moment.
+// snapshotAttempts is how many times Snapshot reads a service again when
+// its index moved while its pages were read.
+const snapshotAttempts = 3
+
+// pagedService is one service's snapshot as Snapshot reads it page by page.
+type pagedService struct {
+	name      string
+	cursor    string
+	first     int64 // the index at the first page of this attempt
+	lowest    int64 // the lowest index any page of this attempt saw
+	moved     bool  // the index moved between pages of this attempt
+	attempts  int
+	instances map[string]registry.Instance
+}
+
+// Snapshot reads every service in the catalogue, each at one moment: a
+// page of at most expireChunk instances per round trip (snapshotScript),
+// every service with pages left in one pipeline. A service whose index
+// moved between its first page and its last is read again, up to
+// snapshotAttempts times; if it still moves, the pages are taken as they
+// are, labelled with the lowest index they saw. Each page was read after
+// that index, so every change the label leaves out comes later as an
+// event above it, which the view applies on top.
 func (s *Store) Snapshot(ctx context.Context) (registry.Snapshot, error) {
 	snap := registry.Snapshot{Services: map[string]registry.ServiceSnapshot{}}
 	if err := s.available("snapshot"); err != nil {
@@ -370,34 +394,87 @@ func (s *Store) Snapshot(ctx context.Context) (registry.Snapshot, error) {
 	if err != nil {
 		return snap, s.fail(ctx, "snapshot", err)
 	}
-	cmds, err := s.runEach(ctx, snapshotScript, names)
-	if err != nil {
-		return snap, s.fail(ctx, "snapshot", err)
+	pending := make([]*pagedService, len(names))
+	for i, name := range names {
+		pending[i] = &pagedService{name: name, cursor: "0", attempts: 1, instances: map[string]registry.Instance{}}
 	}
-	for i, cmd := range cmds {
-		reply, err := cmd.Slice()
+	for len(pending) > 0 {
+		names := make([]string, len(pending))
+		for i, p := range pending {
+			names[i] = p.name
+		}
+		cmds, err := s.runEachWith(ctx, snapshotScript, names, func(i int) []any {
+			return []any{pending[i].cursor, expireChunk}
+		})
 		if err != nil {
 			return snap, s.fail(ctx, "snapshot", err)
 		}
-		index, _ := reply[0].(int64)
-		if index == 0 {
-			continue // in the catalogue but never changed: no index yet
-		}
-		svc := registry.ServiceSnapshot{Index: uint64(index), Instances: make([]registry.Instance, 0, len(reply)-1)}
-		live := make(map[string]bool, len(reply)-1)
-		for _, item := range reply[1:] {
-			raw, _ := item.(string)
-			n, err := s.records.decodeNotice(raw, cachedRecord{})
+		var more []*pagedService
+		for i, cmd := range cmds {
+			p := pending[i]
+			done, err := s.readPage(p, cmd)
 			if err != nil {
-				return snap, fmt.Errorf("redis snapshot of %s: %w", names[i], err)
+				return snap, s.fail(ctx, "snapshot", err)
 			}
-			svc.Instances = append(svc.Instances, n.instance())
-			live[n.ID] = true
+			if !done {
+				more = append(more, p)
+				continue
+			}
+			if p.lowest == 0 {
+				continue // in the catalogue but never changed: no index yet
+			}
+			if p.moved && p.attempts < snapshotAttempts {
+				p.attempts++
+				p.cursor, p.moved, p.first, p.lowest = "0", false, 0, 0
+				clear(p.instances)
+				more = append(more, p)
+				continue
+			}
+			svc := registry.ServiceSnapshot{Index: uint64(p.lowest), Instances: make([]registry.Instance, 0, len(p.instances))}
+			live := make(map[string]bool, len(p.instances))
+			for _, id := range slices.Sorted(maps.Keys(p.instances)) {
+				svc.Instances = append(svc.Instances, p.instances[id])
+				live[id] = true
+			}
+			s.records.prune(p.name, live)
+			snap.Services[p.name] = svc
 		}
-		s.records.prune(names[i], live)
-		snap.Services[names[i]] = svc
+		pending = more
 	}
 	return snap, nil
+}
+
+// readPage adds one page of snapshotScript's answer to p and reports
+// whether p's last page has been read.
+func (s *Store) readPage(p *pagedService, cmd *goredis.Cmd) (bool, error) {
+	reply, err := cmd.Slice()
+	if err != nil {
+		return false, err
+	}
+	if len(reply) < 2 {
+		return false, fmt.Errorf("redis snapshot of %s: short answer", p.name)
+	}
+	index, _ := reply[0].(int64)
+	cursor, _ := reply[1].(string)
+	if p.cursor == "0" && p.first == 0 {
+		p.first = index
+	}
+	if index != p.first {
+		p.moved = true
+	}
+	if p.lowest == 0 || index < p.lowest {
+		p.lowest = index
+	}
+	for _, item := range reply[2:] {
+		raw, _ := item.(string)
+		n, err := s.records.decodeNotice(raw, cachedRecord{})
+		if err != nil {
+			return false, fmt.Errorf("redis snapshot of %s: %w", p.name, err)
+		}
+		p.instances[n.ID] = n.instance() // HSCAN may return one twice
+	}
+	p.cursor = cursor
+	return cursor == "0", nil
 }
 
 // Changes delivers this store's events and those of every other Saga

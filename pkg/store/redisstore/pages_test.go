@@ -140,3 +140,83 @@ func TestGraceIsPaged(t *testing.T) {
 		t.Fatalf("grace took %d round trips (%v), want one per page of about %d", pages, log.trips, expireChunk)
 	}
 }
+
+// A snapshot of a big service is read a page at a time. While others
+// register new instances, it still holds every instance whose registration
+// is at or below the index it is labelled with.
+func TestSnapshotIsPaged(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	s := openInternal(t, srv.URL())
+	t0 := time.Now().UTC().Truncate(time.Millisecond)
+	const n = 3*expireChunk + 11
+	indexOf := sync.Map{} // id -> index of its registration
+	for i := range n {
+		id := fmt.Sprint("i", i)
+		ev, err := s.Register(t.Context(), registrytest.Instance("crowd", id, 60, t0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		indexOf.Store(id, ev.Index)
+	}
+
+	log := &commandLog{}
+	s.client.AddHook(log)
+	snap, err := s.Snapshot(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := snap.Services["crowd"]
+	if len(got.Instances) != n || got.Index != n {
+		t.Fatalf("snapshot holds %d instances at index %d, want %d at %d", len(got.Instances), got.Index, n, n)
+	}
+	pages := 0
+	for _, trip := range log.trips {
+		if strings.Contains(trip, "evalsha") {
+			pages++
+		}
+	}
+	if pages < 3 {
+		t.Fatalf("the snapshot took %d round trips (%v), want one per page of about %d", pages, log.trips, expireChunk)
+	}
+
+	// Now with registrations going on.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			id := fmt.Sprint("late", i)
+			ev, err := s.Register(t.Context(), registrytest.Instance("crowd", id, 60, t0))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			indexOf.Store(id, ev.Index)
+		}
+	})
+	for range 3 {
+		snap, err := s.Snapshot(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := snap.Services["crowd"]
+		held := map[string]bool{}
+		for _, in := range got.Instances {
+			held[in.ID] = true
+		}
+		indexOf.Range(func(id, index any) bool {
+			if index.(uint64) <= got.Index && !held[id.(string)] {
+				t.Errorf("snapshot at index %d misses %s, registered at %d", got.Index, id, index)
+				return false
+			}
+			return true
+		})
+	}
+	close(stop)
+	wg.Wait()
+}
