@@ -2,8 +2,9 @@
 // concurrent clients and prints throughput and latency per scenario:
 // lookup, heartbeat, register and watch (blocking-query wake-up), and, when
 // asked for, big (lookups of a small service beside a big one that many
-// clients read) and checks (thousands of instances with active health
-// checks, beside the lookup load).
+// clients read), checks (thousands of instances with active health
+// checks, beside the lookup load) and lean (clients that decode every
+// answer, full or lean, with gzip or without).
 //
 // With -ceiling it also starts a bare net/http server, in a process of its
 // own, that answers with the very bytes Saga answered, and measures it the
@@ -12,6 +13,7 @@
 //	saga-bench -addr 127.0.0.1:8030 -c 32 -d 10s -scenario all -ceiling
 //	saga-bench -addr 127.0.0.1:8030 -d 60s -scenario big -instances 200000 -pid 1234
 //	saga-bench -addr 127.0.0.1:8030 -d 30s -scenario checks -checked 10000 -pid 1234
+//	saga-bench -addr 127.0.0.1:8030 -c 8 -d 20s -scenario lean -instances 100
 //	SAGA_TOKEN=saga_… saga-bench -addr https://127.0.0.1:8030 -cacert cert.pem -scenario lookup,heartbeat
 //
 // With -token (or SAGA_TOKEN) every request carries the token; with an
@@ -55,7 +57,9 @@ type config struct {
 	scenarios []string
 	ceiling   bool
 	instances int
-	watchers  int
+	// instancesSet is whether -instances was given: lean's default differs.
+	instancesSet bool
+	watchers     int
 	// registerTTL is the TTL of the instances that register creates:
 	// short by default, so that they leave the server soon after the run.
 	registerTTL time.Duration
@@ -79,8 +83,9 @@ var allScenarios = []string{"lookup", "heartbeat", "register", "watch"}
 
 // knownScenarios adds those that run only when named: big registers a
 // large service and reads it hard, for minutes at full size; checks
-// registers thousands of instances with active health checks.
-var knownScenarios = append(slices.Clone(allScenarios), "big", "checks")
+// registers thousands of instances with active health checks; lean
+// measures four kinds of clients in turn, four times -d.
+var knownScenarios = append(slices.Clone(allScenarios), "big", "checks", "lean")
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("saga-bench", flag.ContinueOnError)
@@ -94,10 +99,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.IntVar(&cfg.clients, "c", 32, "concurrent clients")
 	fs.DurationVar(&cfg.duration, "d", 10*time.Second, "measured duration of each scenario")
 	fs.DurationVar(&cfg.warmup, "warmup", time.Second, "unmeasured load before each measurement")
-	fs.StringVar(&scenario, "scenario", "all", "lookup, heartbeat, register, watch, big, checks, or all (all but big and checks; comma-separated list allowed)")
+	fs.StringVar(&scenario, "scenario", "all", "lookup, heartbeat, register, watch, big, checks, lean, or all (all but big, checks and lean; comma-separated list allowed)")
 	fs.BoolVar(&cfg.ceiling, "ceiling", false, "also measure a bare net/http server answering the same bytes")
-	fs.IntVar(&cfg.rounds, "rounds", 5, "with -ceiling, alternate between Saga and the ceiling this many times")
-	fs.IntVar(&cfg.instances, "instances", 10, "instances of the service that lookup (or big) reads")
+	fs.IntVar(&cfg.rounds, "rounds", 5, "with -ceiling, alternate between Saga and the ceiling this many times; with lean, between its kinds of clients")
+	fs.IntVar(&cfg.instances, "instances", 10, "instances of the service that lookup (or big) reads; lean's default is 100")
 	fs.DurationVar(&cfg.registerTTL, "ttl", 30*time.Second, "TTL of the instances that register creates")
 	fs.IntVar(&cfg.watchers, "watchers", 1, "blocking queries waiting on the service that watch changes")
 	fs.IntVar(&cfg.readers, "readers", 8, "clients that read the big service of big")
@@ -114,6 +119,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		return 2
 	}
+	fs.Visit(func(f *flag.Flag) { cfg.instancesSet = cfg.instancesSet || f.Name == "instances" })
 	if serve != "" {
 		if err := serveCeiling(ctx, serve, stdin, stdout); err != nil {
 			fmt.Fprintln(stderr, "saga-bench: "+err.Error())

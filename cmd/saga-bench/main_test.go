@@ -163,7 +163,7 @@ func TestBadFlags(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"-scenario", "fetch"}, `scenario: "fetch" must be one of lookup, heartbeat, register, watch, big, checks or all`},
+		{[]string{"-scenario", "fetch"}, `scenario: "fetch" must be one of lookup, heartbeat, register, watch, big, checks, lean or all`},
 		{[]string{"-scenario", "big", "-readers", "0"}, "must be positive"},
 		{[]string{"-c", "0"}, "must be positive"},
 		{[]string{"-addr", "ftp://x"}, "scheme must be http or https"},

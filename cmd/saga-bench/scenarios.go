@@ -24,6 +24,7 @@ type scenario struct {
 	watched string      // the service of the watch scenario
 	big     *bigLoad    // the big scenario's services
 	checks  *checksLoad // the checks scenario's instances and target
+	lean    *leanLoad   // the lean scenario's clients
 	answer  *answer     // what Saga answered, for the ceiling; nil when no ceiling applies
 	cleanup func()
 }
@@ -52,6 +53,9 @@ func (s *scenario) measure(ctx context.Context, t *target, cfg config) ([]measur
 	if s.checks != nil {
 		return s.checks.measure(ctx, t, cfg)
 	}
+	if s.lean != nil {
+		return s.lean.measure(ctx, t, cfg)
+	}
 	return []measured{{res: load(ctx, t, cfg, s.next, s.want)}}, nil
 }
 
@@ -64,6 +68,9 @@ func (s *scenario) takeNotes() []string {
 	}
 	if s.checks != nil {
 		notes, s.checks.notes = s.checks.notes, nil
+	}
+	if s.lean != nil {
+		notes, s.lean.notes = s.lean.notes, nil
 	}
 	return notes
 }
@@ -138,6 +145,12 @@ func setupScenario(ctx context.Context, name string, saga *target, cfg config, r
 		return sc, nil
 	case "checks":
 		if err := setupChecks(ctx, saga, cfg, service, runID, sc); err != nil {
+			return nil, err
+		}
+		return sc, nil
+	case "lean":
+		if err := setupLean(ctx, saga, cfg, service, register, sc); err != nil {
+			sc.cleanup()
 			return nil, err
 		}
 		return sc, nil

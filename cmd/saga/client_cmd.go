@@ -361,6 +361,9 @@ func newLookupCmd(a *app) *cobra.Command {
 		if opts.Meta, err = parsePairs("meta", meta); err != nil {
 			return err
 		}
+		if !c.json {
+			opts.Fields = tableFields()
+		}
 		if watch {
 			if opts.Wait, err = parseDuration("wait", wait); err != nil {
 				return err

@@ -49,7 +49,14 @@ func writeTable(w io.Writer, header []string, rows [][]string) error {
 	return tw.Flush()
 }
 
-// writeInstances prints instances as a table.
+// tableFields are the instance keys that writeInstances prints: a lookup
+// for the table asks for those only (a lean answer); -o json keeps the
+// full form.
+func tableFields() []string {
+	return []string{"service", "id", "address", "port", "status", "tags", "metadata", "expires_at", "checks"}
+}
+
+// writeInstances prints instances as a table (see tableFields).
 func writeInstances(w io.Writer, instances []registry.Instance) error {
 	header := []string{"SERVICE", "ID", "ADDRESS", "PORT", "STATUS", "TAGS", "METADATA", "EXPIRES"}
 	checked := slices.ContainsFunc(instances, func(in registry.Instance) bool { return len(in.Checks) > 0 })

@@ -31,14 +31,16 @@ func ExampleClient_KeepAlive() {
 	}
 }
 
-// A consumer follows a service's instances with blocking queries.
+// A consumer follows a service's instances with blocking queries. It
+// dials them, so it asks for the fields it uses only: a lean answer, a
+// fraction of the full one to send and decode.
 func ExampleClient_Lookup() {
 	c, err := client.New("127.0.0.1:8030")
 	if err != nil {
 		log.Fatal(err)
 	}
 	ctx := context.Background()
-	opts := client.LookupOptions{Tags: []string{"v2"}}
+	opts := client.LookupOptions{Tags: []string{"v2"}, Fields: []string{"id", "address", "port"}}
 	for {
 		res, err := c.Lookup(ctx, "web", opts)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/sagaproject/saga/pkg/registry"
@@ -33,6 +34,14 @@ type LookupOptions struct {
 	// Status is "" for passing and warning instances (the default),
 	// "passing" for passing only, or StatusAny for all.
 	Status string
+	// Fields, when not empty, asks for a lean answer: each instance
+	// carries only these keys of its JSON ("id", "address", "port",
+	// "tags", …; see the API's fields= parameter), and the others are
+	// left at their zero values. A big service's lean answer is a
+	// fraction of the full one to send and to decode, and the server
+	// keeps it cached while heartbeats come in, when it leaves out
+	// expires_at and last_heartbeat. Empty: every key.
+	Fields []string
 	QueryOptions
 }
 
@@ -58,6 +67,9 @@ func (c *Client) Lookup(ctx context.Context, service string, opts LookupOptions)
 	}
 	if opts.Status != "" {
 		q.Set("status", opts.Status)
+	}
+	if len(opts.Fields) > 0 {
+		q.Set("fields", strings.Join(opts.Fields, ","))
 	}
 	blockingQuery(q, opts.Index, opts.Wait)
 	var out ServiceInstances

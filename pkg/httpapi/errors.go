@@ -118,12 +118,17 @@ func (a *API) classify(r *http.Request, err error) (int, errorDetail) {
 
 // writeJSON answers with v encoded as JSON.
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	writeBody(w, status, jsonBody(v))
+}
+
+// jsonBody encodes one of the API's own answers, and a newline.
+func jsonBody(v any) []byte {
 	body, err := json.Marshal(v)
 	if err != nil {
 		// Only the API's own answer types reach here; they always encode.
 		panic(fmt.Sprintf("httpapi: encode %T: %v", v, err))
 	}
-	writeBody(w, status, append(body, '\n'))
+	return append(body, '\n')
 }
 
 func writeBody(w http.ResponseWriter, status int, body []byte) {

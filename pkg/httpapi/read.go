@@ -41,6 +41,7 @@ func (a *API) getInstance(w http.ResponseWriter, r *http.Request) error {
 
 // lookup handles GET /api/v1/services/{service}, plain or blocking.
 func (a *API) lookup(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Add("Vary", "Accept-Encoding")
 	service := chi.URLParam(r, "service")
 	if err := registry.ValidateName("service", service); err != nil {
 		return err
@@ -51,6 +52,9 @@ func (a *API) lookup(w http.ResponseWriter, r *http.Request) error {
 	}
 	q, err := parseFilters(params)
 	if err != nil {
+		return err
+	}
+	if q.Fields, err = parseFields(params); err != nil {
 		return err
 	}
 	block, err := parseBlocking(params)
@@ -64,14 +68,15 @@ func (a *API) lookup(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	body, index := a.view.LookupJSON(service, q)
-	a.setIndex(w, index)
-	writeBody(w, http.StatusOK, body)
+	answer := a.view.LookupAnswer(service, q)
+	a.setIndex(w, answer.Index)
+	writeAnswer(w, r, answer)
 	return nil
 }
 
 // catalog handles GET /api/v1/services, plain or blocking.
 func (a *API) catalog(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Add("Vary", "Accept-Encoding")
 	params, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		return &registry.FieldError{Field: "query", Message: "malformed query string"}
@@ -96,12 +101,12 @@ func (a *API) catalog(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 		a.setIndex(w, index)
-		writeJSON(w, http.StatusOK, scopedCatalog{Index: index, Services: inScope})
+		writeAnswer(w, r, view.Answer{Body: jsonBody(scopedCatalog{Index: index, Services: inScope}), Index: index})
 		return nil
 	}
-	body, index := a.view.CatalogJSON()
-	a.setIndex(w, index)
-	writeBody(w, http.StatusOK, body)
+	answer := a.view.CatalogAnswer()
+	a.setIndex(w, answer.Index)
+	writeAnswer(w, r, answer)
 	return nil
 }
 
@@ -163,9 +168,9 @@ func checkQueryText(params url.Values) error {
 }
 
 // parseCatalogQuery reads the catalogue's query: index and wait. A
-// lookup's filters are refused rather than ignored, since the catalogue
-// would answer as if they held; other unknown parameters are ignored, as
-// a lookup ignores them.
+// lookup's filters and fields are refused rather than ignored, since the
+// catalogue would answer as if they held; other unknown parameters are
+// ignored, as a lookup ignores them.
 func parseCatalogQuery(params url.Values) (blocking, error) {
 	if err := checkQueryText(params); err != nil {
 		return blocking{}, err
@@ -175,7 +180,30 @@ func parseCatalogQuery(params url.Values) (blocking, error) {
 			return blocking{}, &registry.FieldError{Field: name, Message: "not supported on the catalogue; it filters a lookup of one service (GET /api/v1/services/{service})"}
 		}
 	}
+	if params.Has("fields") {
+		return blocking{}, &registry.FieldError{Field: "fields", Message: "not supported on the catalogue; it picks the instance fields of a lookup of one service (GET /api/v1/services/{service})"}
+	}
 	return parseBlocking(params)
+}
+
+// parseFields reads a lookup's fields=: instance keys, comma-separated,
+// the parameter repeated or not; spaces around a name are allowed. None
+// is the full form.
+func parseFields(params url.Values) (view.Fields, error) {
+	if !params.Has("fields") {
+		return 0, nil
+	}
+	var names []string
+	for _, list := range params["fields"] {
+		for name := range strings.SplitSeq(list, ",") {
+			names = append(names, strings.TrimSpace(name))
+		}
+	}
+	fields, err := view.ParseFields(names)
+	if err != nil {
+		return 0, &registry.FieldError{Field: "fields", Message: err.Error()}
+	}
+	return fields, nil
 }
 
 // parseFilters reads a lookup's tag=, meta=key:value and status= filters,

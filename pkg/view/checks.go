@@ -14,9 +14,10 @@ import (
 
 // SetCheckResults records the latest results of an instance's checks,
 // given as its whole Checks list, if the view holds that registration
-// (registeredAt) with the same definitions. Cached answers are renewed
-// when a status or an output changed; last_checked alone may lag in them
-// until the next heartbeat renews the service, never in Instance.
+// (registeredAt) with the same definitions. Cached answers that show
+// checks are renewed when a status or an output changed; last_checked
+// alone may lag in them until something else renews them (in the full
+// form, the next heartbeat), never in Instance.
 func (v *View) SetCheckResults(service, id string, registeredAt time.Time, checks []registry.Check) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -40,7 +41,7 @@ func (v *View) SetCheckResults(service, id string, registeredAt time.Time, check
 	}
 	svc.instances.set(&next)
 	if moved {
-		v.renewLocked(svc)
+		svc.checked++ // stales the cached answers that show checks
 	}
 }
 

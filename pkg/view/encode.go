@@ -3,6 +3,7 @@ package view
 import (
 	"encoding/json"
 	"fmt"
+	"math/bits"
 	"slices"
 	"strconv"
 	"time"
@@ -17,24 +18,57 @@ import (
 // time and the garbage collector most of its work. The bytes are the same
 // as json.Marshal's (encode_test.go proves it).
 
-// lookupSizeHint guesses the size of an answer, so that its buffer is
-// allocated once.
-func lookupSizeHint(service string, list []*registry.Instance) int {
+// lookupSizeHint guesses the size of an answer with the given fields, so
+// that its buffer is allocated once.
+func lookupSizeHint(service string, list []*registry.Instance, fields Fields) int {
 	n := 64 + len(service)
+	if fields == 0 {
+		for _, in := range list {
+			n += 230 + len(in.Service) + len(in.ID) + len(in.Address)
+			for _, t := range in.Tags {
+				n += len(t) + 3
+			}
+			for k, v := range in.Metadata {
+				n += len(k) + len(v) + 6
+			}
+		}
+		return n
+	}
 	for _, in := range list {
-		n += 230 + len(in.Service) + len(in.ID) + len(in.Address)
-		for _, t := range in.Tags {
-			n += len(t) + 3
+		n += 2
+		if fields&fieldService != 0 {
+			n += 14 + len(in.Service)
 		}
-		for k, v := range in.Metadata {
-			n += len(k) + len(v) + 6
+		if fields&fieldID != 0 {
+			n += 9 + len(in.ID)
 		}
+		if fields&fieldAddress != 0 {
+			n += 14 + len(in.Address)
+		}
+		if fields&fieldPort != 0 {
+			n += 13
+		}
+		if fields&fieldTags != 0 {
+			n += 10
+			for _, t := range in.Tags {
+				n += len(t) + 3
+			}
+		}
+		if fields&fieldMetadata != 0 {
+			n += 14
+			for k, v := range in.Metadata {
+				n += len(k) + len(v) + 6
+			}
+		}
+		n += 20 * bits.OnesCount16(uint16(fields&(fieldTTLSeconds|fieldStatus)))
+		n += 48 * bits.OnesCount16(uint16(fields&(fieldRegisteredAt|fieldLastHeartbeat|fieldExpiresAt)))
 	}
 	return n
 }
 
-// appendLookup appends {"service","index","instances"} and a newline.
-func appendLookup(b []byte, service string, index uint64, list []*registry.Instance) []byte {
+// appendLookup appends {"service","index","instances"} and a newline, each
+// instance with the keys of fields (zero: every key).
+func appendLookup(b []byte, service string, index uint64, list []*registry.Instance, fields Fields) []byte {
 	b = append(b, `{"service":`...)
 	b = appendString(b, service)
 	b = append(b, `,"index":`...)
@@ -44,65 +78,66 @@ func appendLookup(b []byte, service string, index uint64, list []*registry.Insta
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendInstance(b, in)
+		b = appendInstance(b, in, fields)
 	}
 	return append(b, "]}\n"...)
 }
 
-// appendInstance appends one instance as json.Marshal would.
-func appendInstance(b []byte, in *registry.Instance) []byte {
-	b = append(b, `{"service":`...)
-	b = appendString(b, in.Service)
-	b = append(b, `,"id":`...)
-	b = appendString(b, in.ID)
-	b = append(b, `,"address":`...)
-	b = appendString(b, in.Address)
-	b = append(b, `,"port":`...)
-	b = strconv.AppendInt(b, int64(in.Port), 10)
-	b = append(b, `,"tags":`...)
-	if in.Tags == nil {
-		b = append(b, "null"...)
-	} else {
-		b = append(b, '[')
-		for i, t := range in.Tags {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, t)
-		}
-		b = append(b, ']')
+// appendInstance appends one instance, with the keys of fields (zero: every
+// key), as json.Marshal would encode a struct of those keys of
+// registry.Instance.
+func appendInstance(b []byte, in *registry.Instance, fields Fields) []byte {
+	if fields == 0 {
+		fields = allFields
 	}
-	b = append(b, `,"metadata":`...)
-	if in.Metadata == nil {
-		b = append(b, "null"...)
-	} else {
-		b = append(b, '{')
-		keys := make([]string, 0, len(in.Metadata))
-		for k := range in.Metadata {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for i, k := range keys {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, k)
-			b = append(b, ':')
-			b = appendString(b, in.Metadata[k])
-		}
-		b = append(b, '}')
+	// Every key goes with a leading comma; the first comma becomes the
+	// opening brace.
+	start := len(b)
+	if fields&fieldService != 0 {
+		b = append(b, `,"service":`...)
+		b = appendString(b, in.Service)
 	}
-	b = append(b, `,"ttl_seconds":`...)
-	b = strconv.AppendInt(b, int64(in.TTLSeconds), 10)
-	b = append(b, `,"status":`...)
-	b = appendString(b, string(in.Status))
-	b = append(b, `,"registered_at":`...)
-	b = appendTime(b, in.RegisteredAt)
-	b = append(b, `,"last_heartbeat":`...)
-	b = appendTime(b, in.LastHeartbeat)
-	b = append(b, `,"expires_at":`...)
-	b = appendTime(b, in.ExpiresAt)
-	if len(in.Checks) > 0 {
+	if fields&fieldID != 0 {
+		b = append(b, `,"id":`...)
+		b = appendString(b, in.ID)
+	}
+	if fields&fieldAddress != 0 {
+		b = append(b, `,"address":`...)
+		b = appendString(b, in.Address)
+	}
+	if fields&fieldPort != 0 {
+		b = append(b, `,"port":`...)
+		b = strconv.AppendInt(b, int64(in.Port), 10)
+	}
+	if fields&fieldTags != 0 {
+		b = append(b, `,"tags":`...)
+		b = appendTags(b, in.Tags)
+	}
+	if fields&fieldMetadata != 0 {
+		b = append(b, `,"metadata":`...)
+		b = appendMetadata(b, in.Metadata)
+	}
+	if fields&fieldTTLSeconds != 0 {
+		b = append(b, `,"ttl_seconds":`...)
+		b = strconv.AppendInt(b, int64(in.TTLSeconds), 10)
+	}
+	if fields&fieldStatus != 0 {
+		b = append(b, `,"status":`...)
+		b = appendString(b, string(in.Status))
+	}
+	if fields&fieldRegisteredAt != 0 {
+		b = append(b, `,"registered_at":`...)
+		b = appendTime(b, in.RegisteredAt)
+	}
+	if fields&fieldLastHeartbeat != 0 {
+		b = append(b, `,"last_heartbeat":`...)
+		b = appendTime(b, in.LastHeartbeat)
+	}
+	if fields&fieldExpiresAt != 0 {
+		b = append(b, `,"expires_at":`...)
+		b = appendTime(b, in.ExpiresAt)
+	}
+	if fields&fieldChecks != 0 && len(in.Checks) > 0 {
 		// Few instances have checks: encoding/json is fast enough for them.
 		checks, err := json.Marshal(in.Checks)
 		if err != nil {
@@ -110,6 +145,48 @@ func appendInstance(b []byte, in *registry.Instance) []byte {
 		}
 		b = append(b, `,"checks":`...)
 		b = append(b, checks...)
+	}
+	if len(b) == start {
+		b = append(b, '{')
+	} else {
+		b[start] = '{'
+	}
+	return append(b, '}')
+}
+
+func appendTags(b []byte, tags []string) []byte {
+	if tags == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, '[')
+	for i, t := range tags {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, t)
+	}
+	return append(b, ']')
+}
+
+// appendMetadata appends a string map with its keys sorted, as
+// encoding/json does.
+func appendMetadata(b []byte, m map[string]string) []byte {
+	if m == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, '{')
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, k)
+		b = append(b, ':')
+		b = appendString(b, m[k])
 	}
 	return append(b, '}')
 }

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sagaproject/saga/pkg/registry"
@@ -49,14 +51,92 @@ type MetaMatch struct {
 }
 
 // Query filters a lookup. Every tag and every metadata match must hold.
+// Fields picks the keys of each instance in the encoded answer
+// (LookupJSON); the zero value is every key.
 type Query struct {
 	Tags   []string
 	Meta   []MetaMatch
 	Status StatusFilter
+	Fields Fields
 }
 
+// Fields is a set of an instance's JSON keys, for a lean answer: each
+// instance in it carries only those keys, in their usual order. The zero
+// value is the full form, every key; so is the set of every key.
+type Fields uint16
+
+// The keys of an instance, in the order the full form writes them.
+const (
+	fieldService Fields = 1 << iota
+	fieldID
+	fieldAddress
+	fieldPort
+	fieldTags
+	fieldMetadata
+	fieldTTLSeconds
+	fieldStatus
+	fieldRegisteredAt
+	fieldLastHeartbeat
+	fieldExpiresAt
+	fieldChecks // only on instances that have checks, as in the full form
+	allFields   = 1<<iota - 1
+)
+
+// fieldNames are the JSON keys of the fields, bit by bit.
+var fieldNames = [...]string{
+	"service", "id", "address", "port", "tags", "metadata", "ttl_seconds",
+	"status", "registered_at", "last_heartbeat", "expires_at", "checks",
+}
+
+// What heartbeats and check results change. An answer that shows neither
+// goes stale only when the service changes or an instance in it expires,
+// however often its instances heartbeat: for a big service it is encoded
+// once per change instead of every renewSlack.
+const (
+	deadlineFields = fieldLastHeartbeat | fieldExpiresAt
+	checkFields    = fieldChecks
+)
+
+// FieldNames lists the names ParseFields takes, in their canonical order.
+func FieldNames() []string { return slices.Clone(fieldNames[:]) }
+
+// ParseFields reads a list of instance keys (FieldNames) into a set. A
+// name that is empty or no key is an error naming it. Every key is the
+// full form, the zero Fields.
+func ParseFields(names []string) (Fields, error) {
+	var f Fields
+	for _, name := range names {
+		i := slices.Index(fieldNames[:], name)
+		if i < 0 {
+			return 0, fmt.Errorf("%q is not an instance field; want a comma-separated list of %s", name, strings.Join(fieldNames[:], ", "))
+		}
+		f |= 1 << i
+	}
+	if f == allFields {
+		return 0, nil
+	}
+	return f, nil
+}
+
+// String lists the keys of the set, comma-separated; "" for the full form.
+func (f Fields) String() string {
+	if f == 0 {
+		return ""
+	}
+	var names []string
+	for i, name := range fieldNames {
+		if f&(1<<i) != 0 {
+			names = append(names, name)
+		}
+	}
+	return strings.Join(names, ",")
+}
+
+// has reports whether the set shows any of the keys in x.
+func (f Fields) has(x Fields) bool { return f == 0 || f&x != 0 }
+
 // key identifies the query in the cache: the same filters in another order
-// share one entry.
+// share one entry; each set of fields has its own.
 func (q Query) key() string {
 	tags := slices.Clone(q.Tags)
 	slices.Sort(tags)
@@ -67,7 +147,8 @@ func (q Query) key() string {
 	}
 	slices.Sort(meta)
 	meta = slices.Compact(meta)
-	return string(q.Status) + "\x01" + strings.Join(tags, "\x00") + "\x01" + strings.Join(meta, "\x01")
+	return string(q.Status) + "\x01" + strings.Join(tags, "\x00") + "\x01" + strings.Join(meta, "\x01") +
+		"\x02" + strconv.FormatUint(uint64(q.Fields&allFields), 16)
 }
 
 func (q Query) matches(in *registry.Instance) bool {
@@ -111,25 +192,57 @@ const (
 
 // cacheEntry is one encoded answer. It is good until the service changes
 // (version) or the earliest deadline among the instances in it passes;
-// heartbeats (renewed) make it stale too, after renewSlack for a big one.
+// heartbeats (renewed) and check results (checked) make it stale too when
+// it shows what they change (see Fields), after renewSlack for a big one.
+// An entry is shared by pointer: its gzip form is made once, for every
+// reader (Answer.Gzip). Its fields but gz are set before it is shared and
+// then only changed under the view's lock.
 type cacheEntry struct {
 	body       []byte
 	index      uint64
 	version    uint64
 	renewed    uint64
+	checked    uint64
+	fields     Fields
+	count      int // instances in the answer
 	big        bool
 	madeAt     time.Time // by the clock, for renewSlack
 	validUntil time.Time // zero when the answer holds no instance
+
+	// owner is the service whose cache holds the entry; nil once dropped
+	// (or never kept, or the catalogue's). size is what the entry counts
+	// against cacheBudget: its body, and its gzip form once made.
+	owner *service
+	size  int64
+
+	gzOnce sync.Once
+	gz     []byte // set inside gzOnce
 }
 
-func (e cacheEntry) fresh(version uint64, now time.Time) bool {
-	return e.body != nil && e.version == version && (e.validUntil.IsZero() || now.Before(e.validUntil))
+func (e *cacheEntry) fresh(version uint64, now time.Time) bool {
+	return e != nil && e.body != nil && e.version == version && (e.validUntil.IsZero() || now.Before(e.validUntil))
+}
+
+// overtaken reports whether heartbeats or check results changed what the
+// entry shows since it was made.
+func (e *cacheEntry) overtaken(svc *service) bool {
+	return (e.fields.has(deadlineFields) && e.renewed != svc.renewed) ||
+		(e.fields.has(checkFields) && e.checked != svc.checked)
 }
 
 // freshFor reports whether the entry still answers for svc.
-func (e cacheEntry) freshFor(svc *service, now, wall time.Time) bool {
+func (e *cacheEntry) freshFor(svc *service, now, wall time.Time) bool {
 	return e.fresh(svc.version, now) &&
-		(e.renewed == svc.renewed || (e.big && wall.Sub(e.madeAt) < renewSlack))
+		(!e.overtaken(svc) || (e.big && wall.Sub(e.madeAt) < renewSlack))
+}
+
+// outlived reports whether the entry was only overtaken by time: its
+// earliest deadline passed, but heartbeats it does not show moved
+// deadlines since it was made, so every instance in it may still be live
+// (LookupJSON checks, and then keeps it).
+func (e *cacheEntry) outlived(svc *service) bool {
+	return e != nil && e.body != nil && e.version == svc.version && !e.overtaken(svc) &&
+		e.renewed != svc.renewed && !e.validUntil.IsZero()
 }
 
 // flight is one encoding of a lookup that concurrent readers of the same
@@ -138,8 +251,20 @@ type flight struct {
 	done    chan struct{}
 	version uint64
 	renewed uint64
-	body    []byte // set before done is closed
-	index   uint64
+	checked uint64
+	fields  Fields
+	entry   *cacheEntry // set before done is closed
+}
+
+// current reports whether the flight encodes the state svc is in, or one
+// that only heartbeats have overtaken, for a big service (as its cached
+// answer would be) or for fields that do not show them.
+func (f *flight) current(svc *service) bool {
+	if f.version != svc.version {
+		return false
+	}
+	stamp := cacheEntry{fields: f.fields, renewed: f.renewed, checked: f.checked}
+	return !stamp.overtaken(svc) || svc.instances.len() >= bigAnswer
 }
 
 // Lookup returns the live instances of a service that match q, sorted by id,
@@ -204,14 +329,24 @@ type lookupBody struct {
 }
 
 // LookupJSON returns the encoded answer of a lookup,
-// {"service","index","instances"}, and the service's index. The encoding is
-// cached per service and query until the service changes or an instance in
-// the answer passes its deadline, and concurrent readers of one query
-// share one encoding. Sorting and encoding happen outside the view's lock,
-// so a big service never holds up the readers and writers of others.
-// Callers must not modify the bytes.
+// {"service","index","instances"}, and the service's index (see
+// LookupAnswer). Callers must not modify the bytes.
 func (v *View) LookupJSON(serviceName string, q Query) ([]byte, uint64) {
+	a := v.LookupAnswer(serviceName, q)
+	return a.Body, a.Index
+}
+
+// LookupAnswer returns the encoded answer of a lookup,
+// {"service","index","instances"}, with each instance's keys as q.Fields
+// picks them, and the service's index. The encoding is cached per service
+// and query until the service changes, an instance in the answer passes
+// its deadline, or heartbeats or check results change what it shows; and
+// concurrent readers of one query share one encoding. Sorting and encoding
+// happen outside the view's lock, so a big service never holds up the
+// readers and writers of others.
+func (v *View) LookupAnswer(serviceName string, q Query) Answer {
 	now, wall := v.liveNow(), v.clock.Now()
+	q.Fields = q.Fields.normal()
 	key := q.key()
 
 	v.mu.RLock()
@@ -219,12 +354,12 @@ func (v *View) LookupJSON(serviceName string, q Query) ([]byte, uint64) {
 	if svc == nil {
 		v.mu.RUnlock()
 		v.misses.Add(1)
-		return mustEncode(lookupBody{Service: serviceName, Instances: []registry.Instance{}}), 0
+		return v.emptyLookup(serviceName)
 	}
-	if e, ok := svc.cache[key]; ok && e.freshFor(svc, now, wall) {
+	if e := svc.cache[key]; e.freshFor(svc, now, wall) {
 		v.mu.RUnlock()
 		v.hits.Add(1)
-		return e.body, e.index
+		return v.answerOf(e)
 	}
 	v.mu.RUnlock()
 
@@ -233,23 +368,22 @@ func (v *View) LookupJSON(serviceName string, q Query) ([]byte, uint64) {
 	if svc == nil {
 		v.mu.Unlock()
 		v.misses.Add(1)
-		return mustEncode(lookupBody{Service: serviceName, Instances: []registry.Instance{}}), 0
+		return v.emptyLookup(serviceName)
 	}
-	if e, ok := svc.cache[key]; ok && e.freshFor(svc, now, wall) {
+	if e := svc.cache[key]; e.freshFor(svc, now, wall) {
 		v.mu.Unlock()
 		v.hits.Add(1)
-		return e.body, e.index
+		return v.answerOf(e)
 	}
-	// Join an encoding under way of the same state; for a big service,
-	// one that only heartbeats have overtaken (as its cached answer would).
-	if f := svc.flights[key]; f != nil && f.version == svc.version &&
-		(f.renewed == svc.renewed || svc.instances.len() >= bigAnswer) {
+	// Join an encoding under way of the same state, or of one that only
+	// heartbeats have overtaken where the answer may lag them.
+	if f := svc.flights[key]; f != nil && f.current(svc) {
 		v.mu.Unlock()
 		<-f.done
 		v.hits.Add(1)
-		return f.body, f.index
+		return v.answerOf(f.entry)
 	}
-	f := &flight{done: make(chan struct{}), version: svc.version, renewed: svc.renewed}
+	f := &flight{done: make(chan struct{}), version: svc.version, renewed: svc.renewed, checked: svc.checked, fields: q.Fields}
 	if svc.flights == nil {
 		svc.flights = map[string]*flight{}
 	}
@@ -260,9 +394,32 @@ func (v *View) LookupJSON(serviceName string, q Query) ([]byte, uint64) {
 	// service), then filter, sort and encode with no lock held.
 	v.mu.RLock()
 	list := svc.instances.pointers()
-	f.index = svc.index
+	index := svc.index
+	prev := svc.cache[key]
+	outlived := prev.outlived(svc)
 	v.mu.RUnlock()
 	found, earliest := collect(list, q, now)
+
+	// An answer that hides deadlines, whose earliest deadline passed while
+	// heartbeats moved them: if every instance in it is still live, it
+	// still holds. The service has not changed since (its version), and an
+	// instance renewed past its deadline changes it (renewLocked), so the
+	// instances live now are among those in it: the same count, the same
+	// ones.
+	if outlived && len(found) == prev.count && prev.index == index {
+		v.mu.Lock()
+		if svc.flights[key] == f {
+			delete(svc.flights, key)
+		}
+		if prev.owner == svc && svc.version == prev.version {
+			prev.validUntil = earliest
+		}
+		f.entry = prev
+		close(f.done)
+		v.mu.Unlock()
+		v.hits.Add(1)
+		return v.answerOf(prev)
+	}
 
 	v.misses.Add(1)
 	big := len(found) >= bigAnswer
@@ -270,9 +427,13 @@ func (v *View) LookupJSON(serviceName string, q Query) ([]byte, uint64) {
 		v.bigEncodes <- struct{}{}
 	}
 	sortByID(found)
-	f.body = appendLookup(make([]byte, 0, lookupSizeHint(serviceName, found)), serviceName, f.index, found)
+	body := appendLookup(make([]byte, 0, lookupSizeHint(serviceName, found, q.Fields)), serviceName, index, found, q.Fields)
 	if big {
 		<-v.bigEncodes
+	}
+	e := &cacheEntry{
+		body: body, index: index, version: f.version, renewed: f.renewed, checked: f.checked,
+		fields: q.Fields, count: len(found), big: big, madeAt: wall, validUntil: earliest,
 	}
 
 	v.mu.Lock()
@@ -281,54 +442,81 @@ func (v *View) LookupJSON(serviceName string, q Query) ([]byte, uint64) {
 	}
 	// Keep the entry only if the service did not change while encoding.
 	if v.services[serviceName] == svc && svc.version == f.version {
-		v.cacheLocked(svc, key, cacheEntry{
-			body: f.body, index: f.index, version: f.version, renewed: f.renewed,
-			big: big, madeAt: wall, validUntil: earliest,
-		})
+		v.cacheLocked(svc, key, e)
 	}
+	f.entry = e
 	close(f.done)
 	v.mu.Unlock()
-	return f.body, f.index
+	return v.answerOf(e)
+}
+
+// emptyLookup is the answer for a service the view has never seen.
+func (v *View) emptyLookup(serviceName string) Answer {
+	return Answer{Body: appendLookup(nil, serviceName, 0, nil, 0), view: v}
+}
+
+// normal is the set as the cache keys it: the full form as zero.
+func (f Fields) normal() Fields {
+	if f &= allFields; f == allFields {
+		return 0
+	}
+	return f
 }
 
 // cacheLocked keeps an answer within maxCachedQueries per service and
 // cacheBudget overall, dropping other services' answers to make room.
-func (v *View) cacheLocked(svc *service, key string, e cacheEntry) {
+func (v *View) cacheLocked(svc *service, key string, e *cacheEntry) {
 	size := int64(len(e.body))
 	if size > cacheBudget/2 {
 		return // would leave room for little else
 	}
 	if old, ok := svc.cache[key]; ok {
-		v.cacheBytes -= int64(len(old.body))
+		v.forgetLocked(old)
 		delete(svc.cache, key)
 	}
 	if len(svc.cache) >= maxCachedQueries {
 		v.dropCacheLocked(svc)
 	}
+	if svc.cache == nil {
+		svc.cache = map[string]*cacheEntry{}
+	}
+	e.owner, e.size = svc, size
+	svc.cache[key] = e
+	v.cacheBytes += size
+	v.makeRoomLocked(svc)
+}
+
+// makeRoomLocked brings the cache back within cacheBudget: it drops other
+// services' answers (a random victim each time), then svc's own.
+func (v *View) makeRoomLocked(svc *service) {
 	for _, other := range v.services { // map order: a random victim each time
-		if v.cacheBytes+size <= cacheBudget {
-			break
+		if v.cacheBytes <= cacheBudget {
+			return
 		}
 		if other != svc {
 			v.dropCacheLocked(other)
 		}
 	}
-	if v.cacheBytes+size > cacheBudget {
+	if v.cacheBytes > cacheBudget {
 		v.dropCacheLocked(svc)
 	}
-	if svc.cache == nil {
-		svc.cache = map[string]cacheEntry{}
-	}
-	svc.cache[key] = e
-	v.cacheBytes += size
 }
 
 // dropCacheLocked forgets a service's cached answers.
 func (v *View) dropCacheLocked(svc *service) {
 	for _, e := range svc.cache {
-		v.cacheBytes -= int64(len(e.body))
+		v.forgetLocked(e)
 	}
 	svc.cache = nil
+}
+
+// forgetLocked takes an entry out of the budget; readers that hold it
+// keep it.
+func (v *View) forgetLocked(e *cacheEntry) {
+	if e.owner != nil {
+		v.cacheBytes -= e.size
+		e.owner, e.size = nil, 0
+	}
 }
 
 // CatalogEntry is one service in the catalogue: how many live instances it
@@ -376,17 +564,24 @@ type catalogBody struct {
 }
 
 // CatalogJSON returns the encoded catalogue, {"index","services"}, and the
-// catalogue index, cached like LookupJSON. Callers must not modify the bytes.
+// catalogue index (see CatalogAnswer). Callers must not modify the bytes.
 func (v *View) CatalogJSON() ([]byte, uint64) {
+	a := v.CatalogAnswer()
+	return a.Body, a.Index
+}
+
+// CatalogAnswer returns the encoded catalogue, {"index","services"}, and
+// the catalogue index, cached like LookupAnswer.
+func (v *View) CatalogAnswer() Answer {
 	now := v.liveNow()
 	v.mu.RLock()
 	if e := v.catalogCache; e.fresh(v.version, now) {
 		v.mu.RUnlock()
 		v.hits.Add(1)
-		return e.body, e.index
+		return v.answerOf(e)
 	}
 	entries, earliest := v.catalogLocked(now)
-	entry := cacheEntry{index: v.catalogIndex, version: v.version, validUntil: earliest}
+	entry := &cacheEntry{index: v.catalogIndex, version: v.version, validUntil: earliest}
 	v.mu.RUnlock()
 
 	v.misses.Add(1)
@@ -397,7 +592,7 @@ func (v *View) CatalogJSON() ([]byte, uint64) {
 		v.catalogCache = entry
 	}
 	v.mu.Unlock()
-	return entry.body, entry.index
+	return v.answerOf(entry)
 }
 
 // mustEncode encodes the view's own answer types, which hold nothing that

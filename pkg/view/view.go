@@ -32,10 +32,11 @@ type View struct {
 	// version grows with every change that can alter the catalogue; it keys
 	// the catalogue cache.
 	version      uint64
-	catalogCache cacheEntry
+	catalogCache *cacheEntry   // nil until the catalogue is first read
 	catalogWake  chan struct{} // closed when the catalogue index changes
 	cacheBytes   int64         // bytes of the services' cached answers
-	bigEncodes   chan struct{} // a slot per big answer being encoded
+	bigEncodes   chan struct{} // a slot per big answer being encoded or compressed
+	gzipWriters  sync.Pool     // *gzip.Writer, reset for each answer compressed
 	watchers     map[string]*watch
 	// gapped names the services that hold pending events.
 	gapped      map[string]struct{}
@@ -62,7 +63,10 @@ type service struct {
 	version uint64
 	// renewed grows with every heartbeat that moved a deadline.
 	renewed uint64
-	cache   map[string]cacheEntry
+	// checked grows with every check result that changed a status or an
+	// output (SetCheckResults).
+	checked uint64
+	cache   map[string]*cacheEntry
 	flights map[string]*flight // encodings under way, by query key
 	// changedAt is when an applied event last changed the service.
 	changedAt time.Time
@@ -168,8 +172,8 @@ func (v *View) Load(snap registry.Snapshot) {
 	for _, name := range names {
 		ss, inSnap := snap.Services[name]
 		if r, ok := unchanged[name]; ok && r.stillFor(v.services[name], ss) {
-			if r.svc.applyRenewals(r.renewals) {
-				v.renewLocked(r.svc)
+			if moved, revived := r.svc.applyRenewals(r.renewals, v.liveNow()); moved {
+				v.renewLocked(r.svc, revived)
 			}
 			continue
 		}
@@ -229,16 +233,16 @@ func (r unchangedService) stillFor(svc *service, ss registry.ServiceSnapshot) bo
 }
 
 // applyRenewals takes the later deadlines found by unchangedServices,
-// where they are still later, and reports whether any moved.
-func (svc *service) applyRenewals(renewals []*registry.Instance) bool {
-	moved := false
+// where they are still later, and reports whether any moved, and whether
+// any of them was past its deadline at now (revived).
+func (svc *service) applyRenewals(renewals []*registry.Instance, now time.Time) (moved, revived bool) {
 	for _, in := range renewals {
 		if cur, ok := svc.instances.get(in.ID); ok && in.ExpiresAt.After(cur.ExpiresAt) && cur.RegisteredAt.Equal(in.RegisteredAt) {
 			svc.instances.set(renewed(cur, *in))
-			moved = true
+			moved, revived = true, revived || !cur.Live(now)
 		}
 	}
-	return moved
+	return moved, revived
 }
 
 // loadServiceLocked brings one service of a snapshot into the view (see
@@ -262,8 +266,8 @@ func (v *View) loadServiceLocked(name string, ss registry.ServiceSnapshot, inSna
 		v.replaceLocked(name, cur, fromSnapshot(ss), nil, now)
 		return true
 	case cur != nil && ss.Index == cur.index && len(cur.pending) == 0 && sameButDeadlines(cur.instances, ss.Instances):
-		if cur.renewFrom(ss.Instances) {
-			v.renewLocked(cur)
+		if moved, revived := cur.renewFrom(ss.Instances, v.liveNow()); moved {
+			v.renewLocked(cur, revived)
 		}
 		return false
 	}
@@ -353,17 +357,17 @@ func sameButDeadlines(m *instanceSet, list []registry.Instance) bool {
 }
 
 // renewFrom moves deadlines later to those of a snapshot of the same index
-// (heartbeats the view has not seen) and reports whether any moved.
-func (svc *service) renewFrom(list []registry.Instance) bool {
-	moved := false
+// (heartbeats the view has not seen) and reports whether any moved, and
+// whether any of them was past its deadline at now (revived).
+func (svc *service) renewFrom(list []registry.Instance, now time.Time) (moved, revived bool) {
 	for _, in := range list {
 		cur, ok := svc.instances.get(in.ID)
 		if ok && in.ExpiresAt.After(cur.ExpiresAt) {
 			svc.instances.set(renewed(cur, in))
-			moved = true
+			moved, revived = true, revived || !cur.Live(now)
 		}
 	}
-	return moved
+	return moved, revived
 }
 
 // keepLaterDeadlines takes, for every instance that old holds in the same
@@ -416,7 +420,7 @@ func (v *View) Apply(ev registry.Event) {
 			return
 		}
 		svc.instances.set(renewed(cur, ev.Instance))
-		v.renewLocked(svc)
+		v.renewLocked(svc, !cur.Live(v.liveNow()))
 	}
 }
 
@@ -535,11 +539,19 @@ func (v *View) touchLocked(svc *service) {
 }
 
 // renewLocked records that heartbeats moved deadlines later in a service:
-// its cached answers are stale, big ones after renewSlack (query.go). It
-// wakes nobody, and the catalogue's cache survives: a later deadline
-// changes none of its counts, and the earliest deadline it was cached with
-// only makes it expire early.
-func (v *View) renewLocked(svc *service) {
+// its cached answers that show deadlines are stale, big ones after
+// renewSlack (query.go); the others keep serving (see Fields). It wakes
+// nobody, and the catalogue's cache survives: a later deadline changes
+// none of its counts, and the earliest deadline it was cached with only
+// makes it expire early. An instance renewed after its deadline had passed
+// (revived) is back in answers that left it out: that is a change like
+// any other.
+func (v *View) renewLocked(svc *service, revived bool) {
+	if revived {
+		v.touchLocked(svc)
+		v.version++
+		return
+	}
 	svc.renewed++
 }
 

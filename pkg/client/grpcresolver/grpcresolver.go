@@ -64,6 +64,11 @@ const (
 	watchWait = 5 * time.Minute
 )
 
+// fields are the instance keys the resolver uses (addresses, attributesOf):
+// it asks for those only, an answer a fraction of the full one's size
+// that the server keeps cached while heartbeats come in.
+func fields() []string { return []string{"id", "address", "port", "tags", "metadata"} }
+
 // Builder builds resolvers for the saga scheme. Pass it to
 // grpc.WithResolvers, or to resolver.Register through Register.
 type Builder struct {
@@ -184,6 +189,7 @@ type target struct {
 // silently widen the set of addresses.
 func parseTarget(u url.URL) (target, error) {
 	t := target{authority: u.Host, service: strings.TrimPrefix(u.Path, "/")}
+	t.lookup.Fields = fields()
 	if u.Path == "" {
 		t.service = u.Opaque // saga:web
 	}

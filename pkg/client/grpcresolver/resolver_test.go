@@ -645,3 +645,53 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		}
 	}
 }
+
+// The resolver asks for the instance keys it uses, and only those, in its
+// plain and its blocking lookups.
+func TestResolverAsksForTheFieldsItUses(t *testing.T) {
+	srv := clienttest.Start(t, clienttest.Options{})
+	target, err := url.Parse(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Register(context.Background(), "echo", registry.Registration{ID: "e1", Address: "10.0.0.5", Port: 8080, Tags: []string{"v2"}, Metadata: map[string]string{"zone": "a"}}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var asked []string
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.ErrorLog = log.New(io.Discard, "", 0)
+	recording := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		asked = append(asked, r.URL.Query().Get("fields"))
+		mu.Unlock()
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(recording.Close)
+
+	cc := newRecordingConn()
+	r := build(t, "saga:///echo?tag=v2", grpcresolver.NewBuilder(grpcresolver.WithServer(recording.URL)), cc)
+	defer r.Close()
+	a := cc.nextState(t).Addresses[0]
+	if a.Addr != "10.0.0.5:8080" || grpcresolver.InstanceID(a) != "e1" || !maps.Equal(grpcresolver.Metadata(a), map[string]string{"zone": "a"}) {
+		t.Fatalf("address %v", a)
+	}
+	if _, err := c.Register(context.Background(), "echo", registry.Registration{ID: "e2", Address: "10.0.0.6", Port: 8080, Tags: []string{"v2"}}); err != nil {
+		t.Fatal(err)
+	}
+	cc.nextState(t)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(asked) < 2 {
+		t.Fatalf("%d lookups, want a plain and a blocking one", len(asked))
+	}
+	for _, fields := range asked {
+		if fields != "id,address,port,tags,metadata" {
+			t.Fatalf("lookups asked for fields %q", asked)
+		}
+	}
+}
