@@ -92,6 +92,10 @@ type scriptCall struct {
 func (s *Store) flush(calls []*writeCall) {
 	var scripts []*scriptCall
 	beats := map[string]*scriptCall{} // the heartbeats of each service share one call
+	pulled := "0"
+	if s.quietHeartbeats() {
+		pulled = "1"
+	}
 	for _, c := range calls {
 		if err := c.ctx.Err(); err != nil {
 			c.err = err // gone before it was sent: not made
@@ -104,7 +108,7 @@ func (s *Store) flush(calls []*writeCall) {
 				sc.calls = append(sc.calls, c)
 				continue
 			}
-			args := append([]any{changeChannel, c.names.head}, c.args...)
+			args := append([]any{changeChannel, c.names.head, pulled}, c.args...)
 			sc := &scriptCall{script: heartbeatScript, keys: c.names.keys, args: args, calls: []*writeCall{c}}
 			beats[c.service] = sc
 			scripts = append(scripts, sc)

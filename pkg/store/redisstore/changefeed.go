@@ -82,6 +82,7 @@ func (s *Store) subscribe(ctx context.Context) {
 				s.logger.Warn("ignoring a malformed change notice", "err", err)
 				continue
 			}
+			s.pulls.saw(n)
 			ev := n.event()
 			s.due.saw(ev)
 			s.feed.Emit(ev)
@@ -123,6 +124,7 @@ func (s *Store) deliverHeld(raw string, held cachedRecord) (registry.Event, erro
 	if err != nil {
 		return registry.Event{}, err
 	}
+	s.pulls.saw(n)
 	ev := n.event()
 	s.due.saw(ev)
 	s.feed.Emit(ev)

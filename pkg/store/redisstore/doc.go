@@ -14,7 +14,10 @@
 // them), recordcache.go (the records this process has decoded),
 // changefeed.go (the subscriber and the Changes feed), monitor.go (the
 // connection monitor: outages, reconnection, grace), due.go (which
-// services may have something to expire) and tokens.go (the auth.Store
+// services may have something to expire), pull.go (the deadlines
+// delivered, and the loop that pulls later ones from Redis instead of
+// being told of every heartbeat), membership.go (the Sagas on one Redis,
+// and whether all of them pull) and tokens.go (the auth.Store
 // methods: tokens in one hash, with their own scripts and notice). Package redisurl holds the
 // grammar of Redis URLs, which the configuration checks with too.
 package redisstore

@@ -16,6 +16,9 @@ func serviceKeys(service string) []string {
 	return []string{prefix + "index", prefix + "instances", prefix + "state", prefix + "deadlines", prefix + "announced"}
 }
 
+// deadlinesKey is the sorted set of a service's deadlines (KEYS[4]).
+func deadlinesKey(service string) string { return "service:{" + service + "}:deadlines" }
+
 // noticeHead is ARGV[2] of every script: the start of its notices.
 func noticeHead(origin, service string) string {
 	return `{"origin":"` + origin + `","service":` + jsonString(service)

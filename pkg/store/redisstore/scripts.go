@@ -80,25 +80,34 @@ const announceStep = 500 * time.Millisecond
 // heartbeatScript renews live instances of one service, in one call for
 // every heartbeat of a batch (batch.go): each deadline moves to now + TTL
 // and, when a heartbeat names a different status, the status is set and
-// the index bumped. ARGV[3…] hold four arguments per instance: id, status
-// or "", now ms, and the rev of the record the caller holds (0 for none).
-// Returns one answer per instance, in order: its notice, or "" when the
-// instance is unknown or its deadline is not after its now.
+// the index bumped. ARGV[3] is "1" while every Saga on this Redis pulls
+// deadlines (pull.go, membership.go), else "0". ARGV[4…] hold four
+// arguments per instance: id, status or "", now ms, and the rev of the
+// record the caller holds (0 for none). Returns one answer per instance,
+// in order: its notice, or "" when the instance is unknown or its
+// deadline is not after its now.
 //
 // A plain heartbeat publishes a short notice without the record: every
 // process got the record with the registration (or a snapshot), and rev
-// tells it which one; and it publishes only when the deadline moved
-// announceStep past the one last published (KEYS[5]), or earlier. The
-// caller gets the record back only when its rev is not the current one.
-// A status change, or state without a rev, publishes the whole notice.
+// tells it which one. A deadline that moves earlier than the one Redis
+// held is always published: another Saga may hold the old one. One that
+// moves later is published only when every Saga does not pull, and then
+// only when it moved announceStep past the one last published (KEYS[5]).
+// The caller gets the record back only when its rev is not the current
+// one. A status change, or state without a rev, publishes the whole
+// notice.
 var heartbeatScript = goredis.NewScript(noticeLua + `
 local step = ` + strconv.FormatInt(announceStep.Milliseconds(), 10) + `
-local function announce(id, rev, expires, msg)
-  local last = redis.call('HGET', KEYS[5], id)
-  if last then
-    local lrev, lexp = string.match(last, '^(%d+) (%d+)$')
-    local moved = tonumber(expires) - tonumber(lexp or '0')
-    if lrev == rev and moved >= 0 and moved < step then return end
+local pulled = ARGV[3] == '1'
+local function announce(id, rev, expires, deadline, msg)
+  if tonumber(expires) >= tonumber(deadline) then
+    if pulled then return end
+    local last = redis.call('HGET', KEYS[5], id)
+    if last then
+      local lrev, lexp = string.match(last, '^(%d+) (%d+)$')
+      local moved = tonumber(expires) - tonumber(lexp or '0')
+      if lrev == rev and moved >= 0 and moved < step then return end
+    end
   end
   redis.call('HSET', KEYS[5], id, rev .. ' ' .. expires)
   redis.call('PUBLISH', ARGV[1], msg)
@@ -125,12 +134,12 @@ local function beat(id, want, now, held)
   end
   local short = ARGV[2] .. ',"type":"heartbeat","id":' .. cjson.encode(id) .. ',"index":' .. index ..
     ',"rev":' .. rev .. ',"status":"' .. status .. '","heartbeat":' .. now .. ',"expires":' .. expires .. '}'
-  announce(id, rev, expires, short)
+  announce(id, rev, expires, deadline, short)
   if rev == held then return short end
   return notice(typ, id, index, status, now, expires, rev)
 end
 local out = {}
-for i = 3, #ARGV, 4 do
+for i = 4, #ARGV, 4 do
   out[#out + 1] = beat(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
 end
 return out

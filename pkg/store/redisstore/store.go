@@ -38,7 +38,9 @@ type Store struct {
 
 	records recordCache
 	due     dueHints
-	batch   batcher // writes that wait for the next round trip (batch.go)
+	pulls   deadlineTracker // the deadlines delivered, for pullLoop (pull.go)
+	quiet   atomic.Int64    // until when (unix ns) every Saga pulls (membership.go)
+	batch   batcher         // writes that wait for the next round trip (batch.go)
 
 	feed         *registry.Feed
 	tokenChanges chan struct{} // TokenChanges (tokens.go)
@@ -107,9 +109,10 @@ func Open(ctx context.Context, opts Options, logger *slog.Logger) (*Store, error
 	} else {
 		s.logger.Warn("redis unreachable at start-up; serving degraded and retrying", "addrs", t.Addrs, "err", err)
 	}
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go func() { defer s.wg.Done(); s.monitor(runCtx) }()
 	go func() { defer s.wg.Done(); s.subscribe(runCtx) }()
+	go func() { defer s.wg.Done(); s.pullLoop(runCtx) }()
 	return s, nil
 }
 
@@ -472,6 +475,7 @@ func (s *Store) readPage(p *pagedService, cmd *goredis.Cmd) (bool, error) {
 			return false, fmt.Errorf("redis snapshot of %s: %w", p.name, err)
 		}
 		p.instances[n.ID] = n.instance() // HSCAN may return one twice
+		s.pulls.saw(n)
 	}
 	p.cursor = cursor
 	return cursor == "0", nil
