@@ -150,9 +150,9 @@ func deregister(ctx context.Context, saga *target, service string, ids []string,
 // sent on time whether or not the one before has its answer.
 func (b *bigLoad) measure(ctx context.Context, t *target, cfg config) ([]measured, error) {
 	if cfg.warmup > 0 {
-		b.run(ctx, t, cfg.readers, cfg.warmup)
+		b.run(ctx, t, cfg, cfg.warmup)
 	}
-	rows, peak := b.run(ctx, t, cfg.readers, cfg.duration)
+	rows, peak := b.run(ctx, t, cfg, cfg.duration)
 	note := fmt.Sprintf("the server's memory: RSS %s and heap in use %s once the instances were in; peaks during the measured run (read from /metrics every %s): RSS %s, heap in use %s",
 		megabytes(b.rested.rss), megabytes(b.rested.heapInuse), memoryEvery, megabytes(peak.rss), megabytes(peak.heapInuse))
 	if b.pid > 0 {
@@ -167,16 +167,20 @@ func (b *bigLoad) measure(ctx context.Context, t *target, cfg config) ([]measure
 }
 
 // run applies the load for d and returns its rows and the peak memory.
-func (b *bigLoad) run(ctx context.Context, t *target, readers int, d time.Duration) ([]measured, memory) {
+func (b *bigLoad) run(ctx context.Context, t *target, cfg config, d time.Duration) ([]measured, memory) {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var wg sync.WaitGroup
 	start := time.Now()
 
 	bigPath := t.base + "/api/v1/services/" + b.service
-	big := make([]result, readers)
-	for r := range readers {
+	big := make([]result, cfg.readers)
+	for r := range cfg.readers {
 		wg.Go(func() {
+			if cfg.readOnChange {
+				big[r] = readOnChange(ctx, t, bigPath)
+				return
+			}
 			big[r] = worker(ctx, t, r, func(string, int, int) (*http.Request, error) {
 				return http.NewRequest(http.MethodGet, bigPath, nil)
 			}, http.StatusOK)
@@ -213,6 +217,49 @@ func (b *bigLoad) run(ctx context.Context, t *target, readers int, d time.Durati
 		{label: " (heartbeat)", res: merge([]result{heartbeats}, elapsed, "req")},
 		{label: " (register)", res: merge([]result{registers}, elapsed, "req")},
 	}, peak
+}
+
+// readOnChange reads url again after each change, as a watcher does: a
+// blocking query from the index of the answer before. Its latencies are
+// how long each blocking query took, the wait for the change included:
+// the rate (answers a second, one per change) is the figure to read.
+func readOnChange(ctx context.Context, t *target, url string) result {
+	var r result
+	index := ""
+	for ctx.Err() == nil {
+		u := url
+		if index != "" {
+			u += "?index=" + index + "&wait=30s"
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			r.fail(err.Error())
+			return r
+		}
+		start := time.Now()
+		resp, err := t.do(req)
+		if err != nil {
+			if ctx.Err() == nil {
+				r.fail(err.Error())
+			}
+			continue
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		switch {
+		case err != nil:
+			if ctx.Err() == nil {
+				r.fail(err.Error())
+			}
+		case resp.StatusCode != http.StatusOK:
+			r.fail(fmt.Sprintf("status %d, want 200", resp.StatusCode))
+		default:
+			r.ok++
+			r.latencies = append(r.latencies, time.Since(start))
+			index = resp.Header.Get("X-Saga-Index")
+		}
+	}
+	return r
 }
 
 // registerEvery registers a new instance in the big service every second.

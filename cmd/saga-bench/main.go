@@ -66,6 +66,9 @@ type config struct {
 	rounds      int
 	// readers is how many clients read the big scenario's big service.
 	readers int
+	// readOnChange makes big's readers wait for each change of the big
+	// service with a blocking query rather than read it in a loop.
+	readOnChange bool
 	// checked is how many instances with HTTP checks checks registers.
 	checked int
 	// pid is the server's process id, for its peak RSS and CPU; 0: not known.
@@ -106,6 +109,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.DurationVar(&cfg.registerTTL, "ttl", 30*time.Second, "TTL of the instances that register creates")
 	fs.IntVar(&cfg.watchers, "watchers", 1, "blocking queries waiting on the service that watch changes")
 	fs.IntVar(&cfg.readers, "readers", 8, "clients that read the big service of big")
+	fs.BoolVar(&cfg.readOnChange, "read-on-change", false, "with big: readers wait for each change of the big service (blocking queries) instead of reading it in a loop")
 	fs.IntVar(&cfg.checked, "checked", 10000, "instances with 10s HTTP checks that checks registers")
 	fs.IntVar(&cfg.pid, "pid", 0, "the server's process id, for big and checks to report its RSS and CPU from /proc")
 	fs.BoolVar(&cfg.keep, "keep", false, "leave the instances of big registered after the run")

@@ -68,6 +68,27 @@ func TestEveryScenarioAgainstSagaAndTheCeiling(t *testing.T) {
 	}
 }
 
+// With -read-on-change, big's readers read once per change of the big
+// service (one registration a second) rather than in a loop.
+func TestBigScenarioReadOnChange(t *testing.T) {
+	srv := clienttest.Start(t, clienttest.Options{})
+	var out, errOut bytes.Buffer
+	args := []string{"-addr", srv.URL, "-scenario", "big", "-instances", "2000", "-c", "8", "-readers", "2",
+		"-read-on-change", "-d", "2500ms", "-warmup", "0"}
+	if code := run(t.Context(), args, strings.NewReader(""), &out, &errOut); code != 0 {
+		t.Fatalf("saga-bench exited %d: %s\n%s", code, errOut.String(), out.String())
+	}
+	row, ok := tableRows(t, out.String())["big (big service) saga"]
+	if !ok {
+		t.Fatalf("no big service row in:\n%s", out.String())
+	}
+	// Each reader: its first read, then one per registration (about 2 in
+	// 2.5 s, 4 at the most with a slow start).
+	if row.failed != 0 || row.ok < 2 || row.ok > 2*5 {
+		t.Fatalf("big service: %d ok, %d failed; want 2 to 10 reads, none failed:\n%s", row.ok, row.failed, out.String())
+	}
+}
+
 // TestBigScenario runs big at a tiny size: 2,000 instances, still enough
 // for the view to treat the answer as a big one.
 func TestBigScenario(t *testing.T) {
