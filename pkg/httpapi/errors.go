@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"runtime"
 	"strconv"
 
 	"github.com/sagaproject/saga/pkg/auth"
@@ -135,18 +134,5 @@ func jsonBody(v any) []byte {
 func writeBody(w http.ResponseWriter, status int, body []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	// A big answer goes a piece at a time, yielding the CPU between
-	// pieces, so that the copies of tens of megabytes into the kernel do
-	// not hold up the other requests waiting for a CPU.
-	for len(body) > writePiece {
-		if _, err := w.Write(body[:writePiece]); err != nil {
-			return // the client has gone
-		}
-		body = body[writePiece:]
-		runtime.Gosched()
-	}
 	_, _ = w.Write(body) // a failed write means the client has gone
 }
-
-// writePiece is what writeBody writes between yields.
-const writePiece = 256 << 10

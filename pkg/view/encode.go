@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/bits"
-	"runtime"
 	"slices"
 	"strconv"
 	"time"
@@ -67,13 +66,6 @@ func lookupSizeHint(service string, list []*registry.Instance, fields Fields) in
 	return n
 }
 
-// yieldEvery is how many instances appendLookup encodes between yields of
-// its CPU. A big answer takes a core for a good part of a second; without
-// yielding, lookups of other services that wait for a CPU behind it wait
-// for the scheduler's 10 ms time slices, again and again. A yield costs
-// well under a microsecond, every 1,024 instances.
-const yieldEvery = 1024
-
 // appendLookup appends {"service","index","instances"} and a newline, each
 // instance with the keys of fields (zero: every key).
 func appendLookup(b []byte, service string, index uint64, list []*registry.Instance, fields Fields) []byte {
@@ -87,9 +79,6 @@ func appendLookup(b []byte, service string, index uint64, list []*registry.Insta
 			b = append(b, ',')
 		}
 		b = appendInstance(b, in, fields)
-		if i%yieldEvery == yieldEvery-1 {
-			runtime.Gosched()
-		}
 	}
 	return append(b, "]}\n"...)
 }

@@ -31,10 +31,10 @@ func (v *View) Passing(service, tag string) (eps []Endpoint, known bool) {
 		v.mu.RUnlock()
 		return nil, false
 	}
-	v.mu.RUnlock()
 	// Filter after letting go of the lock: the instances are never
 	// modified in place, only the list is (see collect).
-	list := v.copyInstances(svc, nil)
+	list := svc.instances.pointers()
+	v.mu.RUnlock()
 	for _, in := range list {
 		if !in.Live(now) {
 			continue

@@ -3,7 +3,6 @@ package view
 import (
 	"bytes"
 	"compress/gzip"
-	"runtime"
 	"sync"
 )
 
@@ -66,10 +65,6 @@ func (a Answer) Gzip() []byte {
 	return e.gz
 }
 
-// yieldBytes is how much gzipBody compresses between yields of its CPU:
-// about a millisecond of work at GzipLevel.
-const yieldBytes = 256 << 10
-
 // gzipBody compresses body at GzipLevel, with a writer from pool when
 // there is one.
 func gzipBody(pool *sync.Pool, body []byte) []byte {
@@ -83,16 +78,8 @@ func gzipBody(pool *sync.Pool, body []byte) []byte {
 	} else {
 		zw.Reset(out)
 	}
-	// Writes to a bytes.Buffer do not fail. A piece at a time, yielding
-	// between them, as appendLookup does.
-	for len(body) > 0 {
-		n := min(len(body), yieldBytes)
-		_, _ = zw.Write(body[:n])
-		body = body[n:]
-		if len(body) > 0 {
-			runtime.Gosched()
-		}
-	}
+	// Writes to a bytes.Buffer do not fail.
+	_, _ = zw.Write(body)
 	_ = zw.Close()
 	if pool != nil {
 		pool.Put(zw)

@@ -273,12 +273,13 @@ func (v *View) Lookup(serviceName string, q Query) ([]registry.Instance, uint64)
 	now := v.liveNow()
 	v.mu.RLock()
 	svc := v.services[serviceName]
-	v.mu.RUnlock()
 	if svc == nil {
+		v.mu.RUnlock()
 		return []registry.Instance{}, 0
 	}
-	var index uint64
-	list := v.copyInstances(svc, func() { index = svc.index })
+	list := svc.instances.pointers()
+	index := svc.index
+	v.mu.RUnlock()
 	found, _ := collect(list, q, now)
 	sortByID(found)
 	out := make([]registry.Instance, len(found))
@@ -288,30 +289,10 @@ func (v *View) Lookup(serviceName string, q Query) ([]registry.Instance, uint64)
 	return out, index
 }
 
-// copyInstances copies the pointers of svc's instances, and runs also
-// (when not nil) under the same read lock. The copy's memory is allocated
-// before the lock is taken: allocating megabytes for a big service can
-// wait for the garbage collector, and a reader that stalls holding the
-// lock makes a writer queued for it wait as long, and with it every
-// reader behind the writer, lookups of small services included. The copy
-// itself is a memmove.
-func (v *View) copyInstances(svc *service, also func()) []*registry.Instance {
-	v.mu.RLock()
-	n := svc.instances.len()
-	v.mu.RUnlock()
-	for {
-		buf := make([]*registry.Instance, 0, n+n/16+8)
-		v.mu.RLock()
-		if svc.instances.copyInto(&buf) {
-			if also != nil {
-				also()
-			}
-			v.mu.RUnlock()
-			return buf
-		}
-		n = svc.instances.len()
-		v.mu.RUnlock()
-	}
+// collectLocked returns the live instances of svc that match q (see
+// collect). Callers hold the view's lock.
+func collectLocked(svc *service, q Query, now time.Time) ([]*registry.Instance, time.Time) {
+	return collect(svc.instances.pointers(), q, now)
 }
 
 // collect keeps the instances of list that are live at now and match q,
@@ -411,14 +392,12 @@ func (v *View) LookupAnswer(serviceName string, q Query) Answer {
 
 	// Copy the pointers under the read lock (short even for a big
 	// service), then filter, sort and encode with no lock held.
-	var index uint64
-	var prev *cacheEntry
-	var outlived bool
-	list := v.copyInstances(svc, func() {
-		index = svc.index
-		prev = svc.cache[key]
-		outlived = prev.outlived(svc)
-	})
+	v.mu.RLock()
+	list := svc.instances.pointers()
+	index := svc.index
+	prev := svc.cache[key]
+	outlived := prev.outlived(svc)
+	v.mu.RUnlock()
 	found, earliest := collect(list, q, now)
 
 	// An answer that hides deadlines, whose earliest deadline passed while

@@ -67,13 +67,9 @@ func (s *instanceSet) all() iter.Seq2[string, *registry.Instance] {
 	}
 }
 
-// copyInto copies the pointers into buf when they fit, and reports whether
-// they did.
-func (s *instanceSet) copyInto(buf *[]*registry.Instance) bool {
-	if len(s.list) > cap(*buf) {
-		return false
-	}
-	*buf = (*buf)[:len(s.list)]
-	copy(*buf, s.list)
-	return true
+// pointers returns a copy of the list of instances, in no order.
+func (s *instanceSet) pointers() []*registry.Instance {
+	out := make([]*registry.Instance, len(s.list))
+	copy(out, s.list)
+	return out
 }
