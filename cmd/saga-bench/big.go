@@ -236,28 +236,16 @@ func readOnChange(ctx context.Context, t *target, url string) result {
 			r.fail(err.Error())
 			return r
 		}
-		start := time.Now()
-		resp, err := t.do(req)
+		header, took, err := fetch(t, req, http.StatusOK)
 		if err != nil {
 			if ctx.Err() == nil {
 				r.fail(err.Error())
 			}
 			continue
 		}
-		_, err = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		switch {
-		case err != nil:
-			if ctx.Err() == nil {
-				r.fail(err.Error())
-			}
-		case resp.StatusCode != http.StatusOK:
-			r.fail(fmt.Sprintf("status %d, want 200", resp.StatusCode))
-		default:
-			r.ok++
-			r.latencies = append(r.latencies, time.Since(start))
-			index = resp.Header.Get("X-Saga-Index")
-		}
+		r.ok++
+		r.latencies = append(r.latencies, took)
+		index = header.Get("X-Saga-Index")
 	}
 	return r
 }

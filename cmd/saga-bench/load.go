@@ -115,30 +115,37 @@ func worker(ctx context.Context, t *target, w int, next requestFunc, want int) r
 			r.fail(err.Error())
 			return r
 		}
-		start := time.Now()
-		resp, err := t.do(req.WithContext(ctx))
+		_, took, err := fetch(t, req.WithContext(ctx), want)
 		if err != nil {
 			if ctx.Err() == nil {
 				r.fail(err.Error())
 			}
 			continue
 		}
-		_, err = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		took := time.Since(start)
-		switch {
-		case err != nil:
-			if ctx.Err() == nil {
-				r.fail(err.Error())
-			}
-		case resp.StatusCode != want:
-			r.fail(fmt.Sprintf("status %d, want %d", resp.StatusCode, want))
-		default:
-			r.ok++
-			r.latencies = append(r.latencies, took)
-		}
+		r.ok++
+		r.latencies = append(r.latencies, took)
 	}
 	return r
+}
+
+// fetch sends req and reads its whole answer, which must have the status
+// want, and returns its headers and how long that took.
+func fetch(t *target, req *http.Request, want int) (http.Header, time.Duration, error) {
+	start := time.Now()
+	resp, err := t.do(req)
+	if err != nil {
+		return nil, 0, err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	took := time.Since(start)
+	switch {
+	case err != nil:
+		return nil, 0, err
+	case resp.StatusCode != want:
+		return nil, 0, fmt.Errorf("status %d, want %d", resp.StatusCode, want)
+	}
+	return resp.Header, took, nil
 }
 
 func (r *result) fail(msg string) {

@@ -68,12 +68,7 @@ func TestMassExpiryIsChunked(t *testing.T) {
 	if err != nil || left != 1 {
 		t.Fatalf("Redis holds %d deadlines (%v), want the one that stays", left, err)
 	}
-	trips := 0
-	for _, trip := range log.trips {
-		if strings.Contains(trip, "evalsha") {
-			trips++
-		}
-	}
+	trips := scriptTrips(log)
 	if want := n/expireChunk + 1; trips < want {
 		t.Fatalf("the expiry took %d round trips of scripts (%v), want at least %d of at most %d instances each", trips, log.trips, want, expireChunk)
 	}
@@ -130,12 +125,7 @@ func TestGraceIsPaged(t *testing.T) {
 			t.Fatalf("%s got %d grace notices, want 1", id, c)
 		}
 	}
-	pages := 0
-	for _, trip := range log.trips {
-		if strings.Contains(trip, "evalsha") {
-			pages++
-		}
-	}
+	pages := scriptTrips(log)
 	if pages < 3 {
 		t.Fatalf("grace took %d round trips (%v), want one per page of about %d", pages, log.trips, expireChunk)
 	}
@@ -170,12 +160,7 @@ func TestSnapshotIsPaged(t *testing.T) {
 	if len(got.Instances) != n || got.Index != n {
 		t.Fatalf("snapshot holds %d instances at index %d, want %d at %d", len(got.Instances), got.Index, n, n)
 	}
-	pages := 0
-	for _, trip := range log.trips {
-		if strings.Contains(trip, "evalsha") {
-			pages++
-		}
-	}
+	pages := scriptTrips(log)
 	if pages < 3 {
 		t.Fatalf("the snapshot took %d round trips (%v), want one per page of about %d", pages, log.trips, expireChunk)
 	}
@@ -219,4 +204,15 @@ func TestSnapshotIsPaged(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+}
+
+// scriptTrips counts the round trips in log that ran scripts.
+func scriptTrips(log *commandLog) int {
+	n := 0
+	for _, trip := range log.trips {
+		if strings.Contains(trip, "evalsha") {
+			n++
+		}
+	}
+	return n
 }
