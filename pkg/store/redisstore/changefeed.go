@@ -124,9 +124,14 @@ func (s *Store) deliverHeld(raw string, held cachedRecord) (registry.Event, erro
 	if err != nil {
 		return registry.Event{}, err
 	}
+	return s.deliverNotice(n), nil
+}
+
+// deliverNotice hands a decoded notice's event to this process's view.
+func (s *Store) deliverNotice(n notice) registry.Event {
 	s.pulls.saw(n)
 	ev := n.event()
 	s.due.saw(ev)
 	s.feed.Emit(ev)
-	return ev, nil
+	return ev
 }

@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -342,5 +343,52 @@ func TestDeadlineTrackerTakesWhatFallsDue(t *testing.T) {
 	}
 	if got := tr.take(t0 + 8000 - lead); ids(got) != "b" {
 		t.Errorf("took %q when b falls due, want b", ids(got))
+	}
+}
+
+// While every Saga pulls, a plain heartbeat's answer is only what changed;
+// the event the Saga makes of it is the whole instance, as before.
+func TestPulledHeartbeatAnswersTheWholeInstance(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	a, _ := pullingPair(t, srv)
+	t0 := time.Now().UTC().Truncate(time.Millisecond)
+	reg, err := a.Register(t.Context(), registrytest.Instance("web", "x", 30, t0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := t0.Add(time.Second)
+	ev, err := a.Heartbeat(t.Context(), "web", "x", "", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := reg.Instance
+	want.LastHeartbeat, want.ExpiresAt = now, now.Add(30*time.Second)
+	if ev.Type != registry.EventHeartbeat || ev.Index != reg.Index || !reflect.DeepEqual(ev.Instance, want) {
+		t.Fatalf("heartbeat event %+v\nwant type heartbeat, index %d, instance %+v", ev, reg.Index, want)
+	}
+	ev, err = a.Heartbeat(t.Context(), "web", "x", registry.StatusCritical, now.Add(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Type != registry.EventUpdated || ev.Index != reg.Index+1 || ev.Instance.Status != registry.StatusCritical {
+		t.Fatalf("status change answered %+v, want updated at index %d", ev, reg.Index+1)
+	}
+}
+
+func TestCompactHeartbeat(t *testing.T) {
+	held := cachedRecord{rev: 7, rec: record{Address: "10.0.0.1", Port: 80}}
+	n, ok := compactHeartbeat("h 12 warning 1000 31000", "web", "x", held)
+	if !ok || n.Index != 12 || n.Status != registry.StatusWarning || n.Heartbeat != 1000 || n.Expires != 31000 ||
+		n.Rev != 7 || n.rec.Address != "10.0.0.1" || n.Service != "web" || n.ID != "x" {
+		t.Fatalf("compactHeartbeat = %+v, %v", n, ok)
+	}
+	for _, raw := range []string{`{"origin":"o"}`, "h 12 warning 1000", "h x warning 1 2", "h 1 sleepy 1 2", ""} {
+		if _, ok := compactHeartbeat(raw, "web", "x", held); ok {
+			t.Errorf("compactHeartbeat(%q) read it", raw)
+		}
+	}
+	if _, ok := compactHeartbeat("h 12 passing 1 2", "web", "x", cachedRecord{}); ok {
+		t.Error("compactHeartbeat read an answer for a record not held")
 	}
 }

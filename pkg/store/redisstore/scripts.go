@@ -85,7 +85,9 @@ const announceStep = 500 * time.Millisecond
 // arguments per instance: id, status or "", now ms, and the rev of the
 // record the caller holds (0 for none). Returns one answer per instance,
 // in order: its notice, or "" when the instance is unknown or its
-// deadline is not after its now.
+// deadline is not after its now, or, for a plain heartbeat that publishes
+// nothing and whose record the caller holds, only what changed:
+// "h index status now expires". The service's index is read once per call.
 //
 // A plain heartbeat publishes a short notice without the record: every
 // process got the record with the registration (or a snapshot), and rev
@@ -112,6 +114,7 @@ local function announce(id, rev, expires, deadline, msg)
   redis.call('HSET', KEYS[5], id, rev .. ' ' .. expires)
   redis.call('PUBLISH', ARGV[1], msg)
 end
+local call_index = nil -- the service's index, read once per call
 local function beat(id, want, now, held)
   local deadline = redis.call('ZSCORE', KEYS[4], id)
   if not deadline or tonumber(deadline) <= tonumber(now) then return '' end
@@ -121,8 +124,10 @@ local function beat(id, want, now, held)
   if want ~= '' and want ~= status then
     status, typ = want, 'updated'
     index = redis.call('INCR', KEYS[1])
+    call_index = index
   else
-    index = current_index()
+    if not call_index then call_index = current_index() end
+    index = call_index
   end
   redis.call('HSET', KEYS[3], id, status .. ' ' .. ttl .. ' ' .. now .. ' ' .. rev)
   redis.call('ZADD', KEYS[4], expires, id)
@@ -131,6 +136,11 @@ local function beat(id, want, now, held)
     redis.call('HSET', KEYS[5], id, rev .. ' ' .. expires)
     redis.call('PUBLISH', ARGV[1], msg)
     return msg
+  end
+  if pulled and rev == held and tonumber(expires) >= tonumber(deadline) then
+    -- Nothing to publish, and the caller holds the record: the short
+    -- answer of compactHeartbeat (store.go) spares building the notice.
+    return 'h ' .. index .. ' ' .. status .. ' ' .. now .. ' ' .. expires
   end
   local short = ARGV[2] .. ',"type":"heartbeat","id":' .. cjson.encode(id) .. ',"index":' .. index ..
     ',"rev":' .. rev .. ',"status":"' .. status .. '","heartbeat":' .. now .. ',"expires":' .. expires .. '}'

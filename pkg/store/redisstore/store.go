@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -174,7 +175,34 @@ func (s *Store) Heartbeat(ctx context.Context, service, id string, status regist
 	if !cached {
 		s.names.Store(service, c.names) // only names that exist: a live instance just answered
 	}
+	if n, ok := compactHeartbeat(c.raw, service, id, held); ok {
+		return s.deliverNotice(n), nil
+	}
 	return s.deliverHeld(c.raw, held)
+}
+
+// compactHeartbeat reads the heartbeat script's short answer,
+// "h index status now expires", into the notice of a plain heartbeat of
+// the record held. ok is false for any other answer.
+func compactHeartbeat(raw, service, id string, held cachedRecord) (n notice, ok bool) {
+	rest, ok := strings.CutPrefix(raw, "h ")
+	if !ok || held.rev == 0 {
+		return notice{}, false
+	}
+	f := strings.Fields(rest)
+	if len(f) != 4 {
+		return notice{}, false
+	}
+	index, err1 := strconv.ParseUint(f[0], 10, 64)
+	hb, err2 := strconv.ParseInt(f[2], 10, 64)
+	expires, err3 := strconv.ParseInt(f[3], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil || registry.ValidateStatus(registry.Status(f[1])) != nil {
+		return notice{}, false
+	}
+	n.Service, n.ID, n.Type = service, id, registry.EventHeartbeat
+	n.Index, n.Rev, n.Status, n.Heartbeat, n.Expires = index, held.rev, registry.Status(f[1]), hb, expires
+	n.rec = held.rec
+	return n, true
 }
 
 // Deregister removes an instance.
