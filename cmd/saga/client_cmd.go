@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -445,9 +446,14 @@ func newWatchCmd(a *app) *cobra.Command {
 		if len(args) > 0 {
 			which = strings.Join(args, ", ")
 		}
-		fmt.Fprintf(c.errOut, "saga: following the events of %s; interrupt to stop\n", printable(which))
+		// Said once the stream is open, so that nothing after it is missed.
 		// Follow reconnects when a restart or an upgrade ends the stream.
-		return c.client.Follow(ctx, args, c.printEvent)
+		var once sync.Once
+		return c.client.FollowOpened(ctx, args, func() {
+			once.Do(func() {
+				fmt.Fprintf(c.errOut, "saga: following the events of %s; interrupt to stop\n", printable(which))
+			})
+		}, c.printEvent)
 	})
 	cmd.ValidArgsFunction = completeServices(a, &flags)
 	flags.add(cmd)

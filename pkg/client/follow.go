@@ -16,6 +16,14 @@ import (
 // for their service, so fn sees none twice. Events that happen while no
 // stream is open are not replayed: Lookup a service to learn its state.
 func (c *Client) Follow(ctx context.Context, services []string, fn func(registry.Event) error) error {
+	return c.FollowOpened(ctx, services, nil, fn)
+}
+
+// FollowOpened is Follow that also calls opened (when not nil) each time
+// the stream is open, the first time included: from then on, until the
+// stream breaks, no event of the services is missed. A caller that says
+// it is following, or that writes only once it follows, waits for it.
+func (c *Client) FollowOpened(ctx context.Context, services []string, opened func(), fn func(registry.Event) error) error {
 	seen := map[string]uint64{} // the last index passed on, per service
 	// The first open fails at once, as Events does; later ones wait out a restart.
 	stream, err := c.Events(ctx, services...)
@@ -25,6 +33,9 @@ func (c *Client) Follow(ctx context.Context, services []string, fn func(registry
 		}
 		if err != nil {
 			return err
+		}
+		if opened != nil {
+			opened()
 		}
 		err = followStream(stream, seen, fn)
 		_ = stream.Close()

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -90,5 +91,21 @@ func TestFollowReconnects(t *testing.T) {
 	})
 	if err != nil || len(ids) != 2 || ids[0] != "a" || ids[1] != "b" {
 		t.Errorf("Follow: %v, events %v; want a then b", err, ids)
+	}
+
+	// FollowOpened says when each stream is open, before its events.
+	calls.Store(0)
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	var seq []string
+	err = c.FollowOpened(ctx, []string{"web"}, func() { seq = append(seq, "open") }, func(ev registry.Event) error {
+		seq = append(seq, ev.Instance.ID)
+		if ev.Instance.ID == "b" {
+			cancel()
+		}
+		return nil
+	})
+	if got := strings.Join(seq, " "); err != nil || got != "open a open b" {
+		t.Errorf("FollowOpened: %v, calls %q; want \"open a open b\"", err, got)
 	}
 }
