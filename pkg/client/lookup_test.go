@@ -1,6 +1,7 @@
 package client_test
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -78,7 +79,8 @@ func TestLookupFields(t *testing.T) {
 	}
 
 	_, err = c.Lookup(ctx, "web", client.LookupOptions{Fields: []string{"id", "bogus"}})
-	if apiErr, ok := err.(*client.Error); !ok || apiErr.Field != "fields" || apiErr.Status != http.StatusBadRequest {
+	var apiErr *client.Error
+	if !errors.As(err, &apiErr) || apiErr.Field != "fields" || apiErr.Status != http.StatusBadRequest {
 		t.Fatalf("unknown field: %v, want a 400 naming fields", err)
 	}
 

@@ -70,7 +70,7 @@ func (s *Store) Announce(ctx context.Context, self string, ttl time.Duration) ([
 // listeners counts the subscribers of the change channel, on the node
 // where go-redis subscribes (on a Cluster, the master of its slot).
 func (s *Store) listeners(ctx context.Context) (int64, error) {
-	conn := goredis.UniversalClient(s.client)
+	conn := s.client
 	if c, ok := s.client.(*goredis.ClusterClient); ok {
 		node, err := c.MasterForKey(ctx, changeChannel)
 		if err != nil {

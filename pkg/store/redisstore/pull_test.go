@@ -134,10 +134,10 @@ func TestPeersPullDeadlines(t *testing.T) {
 	waitForRecord(t, b, "web", "x", 0)
 	before := publishCalls(t, srv.Client())
 
-	real := heartbeatFor(t, a, "web", "x", 300*time.Millisecond, 6*time.Second)
+	renewed := heartbeatFor(t, a, "web", "x", 300*time.Millisecond, 6*time.Second)
 
 	if n := publishCalls(t, srv.Client()) - before; n != 0 {
-		t.Errorf("%d heartbeats through a published %d notices, want none", len(real), n)
+		t.Errorf("%d heartbeats through a published %d notices, want none", len(renewed), n)
 	}
 	held := reg.Instance.ExpiresAt // what b holds, from the registration
 	beats := 0
@@ -147,7 +147,7 @@ func TestPeersPullDeadlines(t *testing.T) {
 		}
 		beats++
 		got := d.ev.Instance.ExpiresAt
-		if !slices.ContainsFunc(real, got.Equal) {
+		if !slices.ContainsFunc(renewed, got.Equal) {
 			t.Errorf("b delivered deadline %s, which Redis never held", got.Format(time.StampMilli))
 		}
 		if !d.at.Before(held) {
@@ -163,7 +163,7 @@ func TestPeersPullDeadlines(t *testing.T) {
 		t.Errorf("b delivered %d heartbeats; it holds deadline %s, past at %s",
 			beats, held.Format(time.StampMilli), time.Now().Format(time.StampMilli))
 	}
-	t.Logf("%d heartbeats through a, %d heartbeat events on b", len(real), beats)
+	t.Logf("%d heartbeats through a, %d heartbeat events on b", len(renewed), beats)
 }
 
 // A member that does not advertise pulling (a Saga of a release before
@@ -209,12 +209,12 @@ func TestPlainNoticesWhileASagaDoesNotPull(t *testing.T) {
 			}
 			waitForRecord(t, b, "web", "x", 0)
 			before := publishCalls(t, srv.Client())
-			real := heartbeatFor(t, a, "web", "x", 100*time.Millisecond, 1500*time.Millisecond)
+			renewed := heartbeatFor(t, a, "web", "x", 100*time.Millisecond, 1500*time.Millisecond)
 			if n := publishCalls(t, srv.Client()) - before; n < 2 {
-				t.Errorf("%d heartbeats over 1.5 s published %d notices, want one per 500 ms", len(real), n)
+				t.Errorf("%d heartbeats over 1.5 s published %d notices, want one per 500 ms", len(renewed), n)
 			}
 			ev := nextEvent(t, b.Changes(), heartbeatOf("x"))
-			if !slices.ContainsFunc(real, ev.Instance.ExpiresAt.Equal) {
+			if !slices.ContainsFunc(renewed, ev.Instance.ExpiresAt.Equal) {
 				t.Errorf("b's heartbeat deadline %s is none of a's", ev.Instance.ExpiresAt)
 			}
 		})
@@ -231,8 +231,8 @@ func TestStoppedInstanceIsNotRenewedAndExpiresOnce(t *testing.T) {
 	if _, err := a.Register(t.Context(), registrytest.Instance("web", "x", 2, time.Now())); err != nil {
 		t.Fatal(err)
 	}
-	real := heartbeatFor(t, a, "web", "x", 300*time.Millisecond, 2*time.Second)
-	last := real[len(real)-1]
+	renewed := heartbeatFor(t, a, "web", "x", 300*time.Millisecond, 2*time.Second)
+	last := renewed[len(renewed)-1]
 
 	var expired []registry.Event
 	var mu sync.Mutex
