@@ -402,7 +402,8 @@ func renewed(cur *registry.Instance, later registry.Instance) *registry.Instance
 // it; but the index, the watchers and the subscribers move only once every
 // earlier event is in, in index order. A reader that saw index N has
 // therefore seen every change up to N, and a watcher waiting past N never
-// misses one. A heartbeat only ever moves a deadline later. EventResync is
+// misses one. A heartbeat only ever moves a deadline later, and only of
+// the registration it renews. EventResync is
 // not handled here: its reader reloads a Snapshot with Load.
 func (v *View) Apply(ev registry.Event) {
 	v.mu.Lock()
@@ -416,7 +417,10 @@ func (v *View) Apply(ev registry.Event) {
 			return
 		}
 		cur, ok := svc.instances.get(ev.Instance.ID)
-		if !ok || !ev.Instance.ExpiresAt.After(cur.ExpiresAt) {
+		// A heartbeat renews the registration it was made for: a late
+		// one of a registration since replaced must not lend the new one
+		// its deadline.
+		if !ok || !ev.Instance.RegisteredAt.Equal(cur.RegisteredAt) || !ev.Instance.ExpiresAt.After(cur.ExpiresAt) {
 			return
 		}
 		svc.instances.set(renewed(cur, ev.Instance))

@@ -98,6 +98,32 @@ func TestHeartbeatOnlyMovesDeadlineLater(t *testing.T) {
 	}
 }
 
+// A heartbeat of an earlier registration of the same id, arriving late,
+// does not lend its deadline to the registration that replaced it: the
+// new one, with a shorter TTL, must expire on its own deadline.
+func TestLateHeartbeatOfAReplacedRegistrationIsIgnored(t *testing.T) {
+	v, clock := newView(t)
+	old := inst("web", "a", time.Minute, registry.StatusPassing, nil, nil)
+	v.Apply(registered(old, 1))
+
+	at := start.Add(10 * time.Second)
+	replaced := old
+	replaced.TTLSeconds, replaced.RegisteredAt, replaced.LastHeartbeat, replaced.ExpiresAt = 5, at, at, at.Add(5*time.Second)
+	v.Apply(registry.Event{Type: registry.EventUpdated, Service: "web", Instance: replaced, Index: 2})
+	// The old registration's heartbeat, sent before the replacement.
+	late := old.Renewed(start.Add(9*time.Second), "")
+	v.Apply(registry.Event{Type: registry.EventHeartbeat, Service: "web", Instance: late, Index: 1})
+
+	got, _ := v.Instance("web", "a")
+	if !got.ExpiresAt.Equal(replaced.ExpiresAt) {
+		t.Fatalf("expires_at = %v, want the replacement's %v", got.ExpiresAt, replaced.ExpiresAt)
+	}
+	clock.Advance(replaced.ExpiresAt.Add(time.Millisecond).Sub(clock.Now()))
+	if list, _ := v.Lookup("web", Query{Status: StatusAny}); len(list) != 0 {
+		t.Fatalf("lookup past the replacement's deadline = %v, want nothing", ids(list))
+	}
+}
+
 func TestLookupFilters(t *testing.T) {
 	v, _ := newView(t)
 	v.Apply(registered(inst("web", "a", time.Minute, registry.StatusPassing, []string{"v1", "eu"}, map[string]string{"zone": "a"}), 1))
