@@ -16,8 +16,9 @@ import (
 	"net/http"
 	"path"
 	"slices"
-	"strconv"
 	"strings"
+
+	"github.com/sagaproject/saga/internal/acceptenc"
 )
 
 //go:embed assets
@@ -161,7 +162,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body := a.plain
-	if a.gzipped != nil && acceptsGzip(r.Header.Get("Accept-Encoding")) {
+	if a.gzipped != nil && acceptenc.Gzip(r.Header.Values("Accept-Encoding")) {
 		body = a.gzipped
 		header.Set("Content-Encoding", "gzip")
 	}
@@ -179,25 +180,6 @@ func etagMatches(header, etag string) bool {
 		if tag == etag || tag == "*" {
 			return true
 		}
-	}
-	return false
-}
-
-// acceptsGzip reports whether an Accept-Encoding header allows gzip: named
-// (or *) without q=0.
-func acceptsGzip(header string) bool {
-	for part := range strings.SplitSeq(header, ",") {
-		coding, params, _ := strings.Cut(part, ";")
-		coding = strings.ToLower(strings.TrimSpace(coding))
-		if coding != "gzip" && coding != "*" {
-			continue
-		}
-		_, q, found := strings.Cut(strings.ReplaceAll(params, " ", ""), "q=")
-		if !found {
-			return true
-		}
-		weight, err := strconv.ParseFloat(q, 64)
-		return err == nil && weight > 0
 	}
 	return false
 }
