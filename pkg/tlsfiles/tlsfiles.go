@@ -35,6 +35,10 @@ type loaded struct {
 	cert, key, clientCA []byte // the files' contents, to tell a change
 	config              *tls.Config
 	leaf                *x509.Certificate
+	// stamps are the files' as stat saw them just before they were read:
+	// Watch starts from them, so that a change made between the reading
+	// and the start of Watch is not taken as where it starts.
+	stamps stamps
 }
 
 // NewServer reads the certificate and key (PEM) and, when clientCAFile is
@@ -75,6 +79,7 @@ func (s *Server) Reload() (changed bool, err error) {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	prev := s.current.Load()
+	stamps := s.stamps()
 	cert, key, clientCA, err := s.read()
 	if err != nil {
 		return false, err
@@ -86,6 +91,7 @@ func (s *Server) Reload() (changed bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	next.stamps = stamps
 	s.current.Store(next)
 	return true, nil
 }
@@ -94,7 +100,7 @@ func (s *Server) Reload() (changed bool, err error) {
 // when one of them changed on disk. It logs one line per reload and one
 // per failed attempt; a failure is tried again once the files change again.
 func (s *Server) Watch(ctx context.Context, interval time.Duration, logger *slog.Logger) {
-	last := s.stamps()
+	last := s.current.Load().stamps
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
 	for {
@@ -157,11 +163,17 @@ func statFile(path string) stamp {
 }
 
 func (s *Server) load() (*loaded, error) {
+	stamps := s.stamps()
 	cert, key, clientCA, err := s.read()
 	if err != nil {
 		return nil, err
 	}
-	return s.parse(cert, key, clientCA)
+	l, err := s.parse(cert, key, clientCA)
+	if err != nil {
+		return nil, err
+	}
+	l.stamps = stamps
+	return l, nil
 }
 
 func (s *Server) read() (cert, key, clientCA []byte, err error) {

@@ -335,3 +335,32 @@ func TestClientConfig(t *testing.T) {
 		}
 	}
 }
+
+// Files replaced between reading them and starting Watch are still a
+// change to Watch: it starts from the files as they were read.
+func TestWatchTakesAChangeMadeBeforeItStarted(t *testing.T) {
+	dir := t.TempDir()
+	ca := tlsfilestest.NewCA(t, "ca")
+	certFile, keyFile := ca.Server(t, "first").WriteFiles(t, dir, "server")
+	s, err := tlsfiles.NewServer(certFile, keyFile, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := ca.Server(t, "second")
+	second.WriteFiles(t, dir, "server")
+
+	logs := &asynctest.LogBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Watch(ctx, 10*time.Millisecond, slog.New(slog.NewJSONHandler(logs, nil)))
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	if _, err := logs.WaitRecord("reloaded the TLS files", 5*time.Second, nil); err != nil {
+		t.Fatal(err)
+	}
+	if s.Leaf().SerialNumber.Cmp(second.Cert.SerialNumber) != 0 {
+		t.Error("Watch serves the certificate replaced before it started")
+	}
+}
