@@ -260,14 +260,7 @@ func TestWatchReloadsChangedFilesAndLogsOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &asynctest.LogBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		s.Watch(ctx, 10*time.Millisecond, slog.New(slog.NewJSONHandler(logs, nil)))
-	}()
-	t.Cleanup(func() { cancel(); <-done })
+	logs := watch(t, s)
 
 	second := ca.Server(t, "second")
 	second.WriteFiles(t, dir, "server")
@@ -349,6 +342,18 @@ func TestWatchTakesAChangeMadeBeforeItStarted(t *testing.T) {
 	second := ca.Server(t, "second")
 	second.WriteFiles(t, dir, "server")
 
+	logs := watch(t, s)
+	if _, err := logs.WaitRecord("reloaded the TLS files", 5*time.Second, nil); err != nil {
+		t.Fatal(err)
+	}
+	if s.Leaf().SerialNumber.Cmp(second.Cert.SerialNumber) != 0 {
+		t.Error("Watch serves the certificate replaced before it started")
+	}
+}
+
+// watch runs s.Watch every 10 ms until the test ends and returns its log.
+func watch(t *testing.T, s *tlsfiles.Server) *asynctest.LogBuffer {
+	t.Helper()
 	logs := &asynctest.LogBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -357,10 +362,5 @@ func TestWatchTakesAChangeMadeBeforeItStarted(t *testing.T) {
 		s.Watch(ctx, 10*time.Millisecond, slog.New(slog.NewJSONHandler(logs, nil)))
 	}()
 	t.Cleanup(func() { cancel(); <-done })
-	if _, err := logs.WaitRecord("reloaded the TLS files", 5*time.Second, nil); err != nil {
-		t.Fatal(err)
-	}
-	if s.Leaf().SerialNumber.Cmp(second.Cert.SerialNumber) != 0 {
-		t.Error("Watch serves the certificate replaced before it started")
-	}
+	return logs
 }
