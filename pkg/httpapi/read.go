@@ -69,6 +69,7 @@ func (a *API) lookup(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	answer := a.view.LookupAnswer(service, q)
+	defer answer.Release()
 	a.setIndex(w, answer.Index)
 	writeAnswer(w, r, answer)
 	return nil
@@ -105,6 +106,7 @@ func (a *API) catalog(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	answer := a.view.CatalogAnswer()
+	defer answer.Release()
 	a.setIndex(w, answer.Index)
 	writeAnswer(w, r, answer)
 	return nil

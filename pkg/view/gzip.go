@@ -17,9 +17,26 @@ type Answer struct {
 	view  *View       // nil for an Answer built by hand
 }
 
-// answerOf is the answer of a cache entry.
+// answerOf is the answer of a cache entry, counted as one more reader of
+// it. Callers hold the view's lock.
 func (v *View) answerOf(e *cacheEntry) Answer {
+	e.take()
+	return v.answerTaken(e)
+}
+
+// answerTaken is the answer of an entry already counted for its reader.
+func (v *View) answerTaken(e *cacheEntry) Answer {
 	return Answer{Body: e.body, Index: e.index, entry: e, view: v}
+}
+
+// Release tells the view that the caller is done with the answer's bytes,
+// its gzip form included, so that a big answer's buffer can be used
+// again once no reader holds it (reuse.go). Call it once, after the last
+// use; an answer never released is left to the garbage collector.
+func (a Answer) Release() {
+	if a.entry != nil {
+		a.entry.release()
+	}
 }
 
 // GzipLevel is the compression level of gzipped answers: gzip.BestSpeed.

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sagaproject/saga/pkg/registry"
@@ -217,6 +218,12 @@ type cacheEntry struct {
 
 	gzOnce sync.Once
 	gz     []byte // set inside gzOnce
+
+	// users counts the readers of a big entry's body, with the dropped
+	// bit once the cache let go of it; the last one hands the body to
+	// spares (reuse.go).
+	users  atomic.Int64
+	spares *spareBuffers
 }
 
 func (e *cacheEntry) fresh(version uint64, now time.Time) bool {
@@ -254,6 +261,9 @@ type flight struct {
 	checked uint64
 	fields  Fields
 	entry   *cacheEntry // set before done is closed
+	// joiners counts the readers waiting for the flight; each is counted
+	// as a user of the entry before done is closed.
+	joiners int64
 }
 
 // current reports whether the flight encodes the state svc is in, or one
@@ -357,9 +367,10 @@ func (v *View) LookupAnswer(serviceName string, q Query) Answer {
 		return v.emptyLookup(serviceName)
 	}
 	if e := svc.cache[key]; e.freshFor(svc, now, wall) {
+		a := v.answerOf(e)
 		v.mu.RUnlock()
 		v.hits.Add(1)
-		return v.answerOf(e)
+		return a
 	}
 	v.mu.RUnlock()
 
@@ -371,17 +382,19 @@ func (v *View) LookupAnswer(serviceName string, q Query) Answer {
 		return v.emptyLookup(serviceName)
 	}
 	if e := svc.cache[key]; e.freshFor(svc, now, wall) {
+		a := v.answerOf(e)
 		v.mu.Unlock()
 		v.hits.Add(1)
-		return v.answerOf(e)
+		return a
 	}
 	// Join an encoding under way of the same state, or of one that only
 	// heartbeats have overtaken where the answer may lag them.
 	if f := svc.flights[key]; f != nil && f.current(svc) {
+		f.joiners++
 		v.mu.Unlock()
 		<-f.done
 		v.hits.Add(1)
-		return v.answerOf(f.entry)
+		return v.answerTaken(f.entry)
 	}
 	f := &flight{done: make(chan struct{}), version: svc.version, renewed: svc.renewed, checked: svc.checked, fields: q.Fields}
 	if svc.flights == nil {
@@ -397,6 +410,9 @@ func (v *View) LookupAnswer(serviceName string, q Query) Answer {
 	index := svc.index
 	prev := svc.cache[key]
 	outlived := prev.outlived(svc)
+	if outlived {
+		prev.take() // held until it is handed out or let go below
+	}
 	v.mu.RUnlock()
 	found, earliest := collect(list, q, now)
 
@@ -408,46 +424,62 @@ func (v *View) LookupAnswer(serviceName string, q Query) Answer {
 	// ones.
 	if outlived && len(found) == prev.count && prev.index == index {
 		v.mu.Lock()
-		if svc.flights[key] == f {
-			delete(svc.flights, key)
-		}
 		if prev.owner == svc && svc.version == prev.version {
 			prev.validUntil = earliest
 		}
-		f.entry = prev
-		close(f.done)
+		v.landLocked(svc, key, f, prev)
 		v.mu.Unlock()
 		v.hits.Add(1)
-		return v.answerOf(prev)
+		return v.answerTaken(prev)
+	}
+	if outlived {
+		prev.release()
 	}
 
 	v.misses.Add(1)
 	big := len(found) >= bigAnswer
+	var buf []byte
 	if big {
 		v.bigEncodes <- struct{}{}
+		buf = v.spares.get(lookupSizeHint(serviceName, found, q.Fields))
+	} else {
+		buf = make([]byte, 0, lookupSizeHint(serviceName, found, q.Fields))
 	}
 	sortByID(found)
-	body := appendLookup(make([]byte, 0, lookupSizeHint(serviceName, found, q.Fields)), serviceName, index, found, q.Fields)
+	body := appendLookup(buf, serviceName, index, found, q.Fields)
 	if big {
 		<-v.bigEncodes
 	}
 	e := &cacheEntry{
 		body: body, index: index, version: f.version, renewed: f.renewed, checked: f.checked,
 		fields: q.Fields, count: len(found), big: big, madeAt: wall, validUntil: earliest,
+		spares: &v.spares,
 	}
+	e.take() // this reader's
 
 	v.mu.Lock()
-	if svc.flights[key] == f {
-		delete(svc.flights, key)
-	}
 	// Keep the entry only if the service did not change while encoding.
 	if v.services[serviceName] == svc && svc.version == f.version {
 		v.cacheLocked(svc, key, e)
+	} else {
+		e.drop()
+	}
+	v.landLocked(svc, key, f, e)
+	v.mu.Unlock()
+	return v.answerTaken(e)
+}
+
+// landLocked ends flight f with entry e: e counts a user for each reader
+// that joined f, and they are woken.
+func (v *View) landLocked(svc *service, key string, f *flight, e *cacheEntry) {
+	if svc.flights[key] == f {
+		delete(svc.flights, key)
+	}
+	if e.big {
+		e.users.Add(f.joiners)
 	}
 	f.entry = e
 	close(f.done)
-	v.mu.Unlock()
-	return v.answerOf(e)
 }
 
 // emptyLookup is the answer for a service the view has never seen.
@@ -466,8 +498,9 @@ func (f Fields) normal() Fields {
 // cacheLocked keeps an answer within maxCachedQueries per service and
 // cacheBudget overall, dropping other services' answers to make room.
 func (v *View) cacheLocked(svc *service, key string, e *cacheEntry) {
-	size := int64(len(e.body))
+	size := int64(cap(e.body)) // a reused buffer may be longer than its answer
 	if size > cacheBudget/2 {
+		e.drop()
 		return // would leave room for little else
 	}
 	if old, ok := svc.cache[key]; ok {
@@ -513,6 +546,7 @@ func (v *View) dropCacheLocked(svc *service) {
 // forgetLocked takes an entry out of the budget; readers that hold it
 // keep it.
 func (v *View) forgetLocked(e *cacheEntry) {
+	e.drop()
 	if e.owner != nil {
 		v.cacheBytes -= e.size
 		e.owner, e.size = nil, 0
@@ -576,9 +610,10 @@ func (v *View) CatalogAnswer() Answer {
 	now := v.liveNow()
 	v.mu.RLock()
 	if e := v.catalogCache; e.fresh(v.version, now) {
+		a := v.answerOf(e)
 		v.mu.RUnlock()
 		v.hits.Add(1)
-		return v.answerOf(e)
+		return a
 	}
 	entries, earliest := v.catalogLocked(now)
 	entry := &cacheEntry{index: v.catalogIndex, version: v.version, validUntil: earliest}
@@ -592,7 +627,7 @@ func (v *View) CatalogAnswer() Answer {
 		v.catalogCache = entry
 	}
 	v.mu.Unlock()
-	return v.answerOf(entry)
+	return v.answerTaken(entry) // a catalogue is never big: nothing to count
 }
 
 // mustEncode encodes the view's own answer types, which hold nothing that

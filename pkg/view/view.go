@@ -37,6 +37,7 @@ type View struct {
 	cacheBytes   int64         // bytes of the services' cached answers
 	bigEncodes   chan struct{} // a slot per big answer being encoded or compressed
 	gzipWriters  sync.Pool     // *gzip.Writer, reset for each answer compressed
+	spares       spareBuffers  // buffers of released big answers (reuse.go)
 	watchers     map[string]*watch
 	// gapped names the services that hold pending events.
 	gapped      map[string]struct{}
@@ -98,6 +99,7 @@ func New(clock registry.Clock) *View {
 		watchers:    map[string]*watch{},
 		gapped:      map[string]struct{}{},
 		bigEncodes:  make(chan struct{}, bigEncodes),
+		spares:      spareBuffers{clock: clock},
 		subs:        map[*Subscription]struct{}{},
 	}
 }
@@ -193,6 +195,7 @@ func (v *View) Load(snap registry.Snapshot) {
 		v.version++
 	}
 	v.lastRefresh = now
+	v.spares.trim()
 }
 
 // unchangedService is a service that a snapshot holds as the view does, but
