@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/sagaproject/saga/pkg/registry"
 )
 
@@ -188,8 +190,17 @@ func (b *bigLoad) run(ctx context.Context, t *target, cfg config, d time.Duratio
 	}
 	var heartbeats result
 	var seq atomic.Int64
+	pace := rate.NewLimiter(rate.Inf, 1)
+	if cfg.heartbeatRate > 0 {
+		pace = rate.NewLimiter(rate.Limit(cfg.heartbeatRate), 1)
+	}
 	wg.Go(func() {
 		heartbeats = worker(ctx, t, 0, func(base string, _, _ int) (*http.Request, error) {
+			if err := pace.Wait(ctx); err != nil {
+				// The next heartbeat falls after the run's end: wait for it.
+				<-ctx.Done()
+				return nil, ctx.Err()
+			}
 			id := b.ids[int(seq.Add(1)-1)%len(b.ids)]
 			return http.NewRequest(http.MethodPut, base+"/api/v1/services/"+b.service+"/instances/"+id+"/heartbeat", nil)
 		}, http.StatusOK)

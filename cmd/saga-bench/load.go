@@ -112,7 +112,9 @@ func worker(ctx context.Context, t *target, w int, next requestFunc, want int) r
 	for i := 0; ctx.Err() == nil; i++ {
 		req, err := next(t.base, w, i)
 		if err != nil {
-			r.fail(err.Error())
+			if ctx.Err() == nil { // not a pacer's wait cut short by the end
+				r.fail(err.Error())
+			}
 			return r
 		}
 		_, took, err := fetch(t, req.WithContext(ctx), want)

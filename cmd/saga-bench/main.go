@@ -69,6 +69,9 @@ type config struct {
 	// readOnChange makes big's readers wait for each change of the big
 	// service with a blocking query rather than read it in a loop.
 	readOnChange bool
+	// heartbeatRate paces big's heartbeats, a second; 0: one client sends
+	// them one after another, as fast as the server answers.
+	heartbeatRate int
 	// checked is how many instances with HTTP checks checks registers.
 	checked int
 	// pid is the server's process id, for its peak RSS and CPU; 0: not known.
@@ -110,6 +113,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.IntVar(&cfg.watchers, "watchers", 1, "blocking queries waiting on the service that watch changes")
 	fs.IntVar(&cfg.readers, "readers", 8, "clients that read the big service of big")
 	fs.BoolVar(&cfg.readOnChange, "read-on-change", false, "with big: readers wait for each change of the big service (blocking queries) instead of reading it in a loop")
+	fs.IntVar(&cfg.heartbeatRate, "heartbeat-rate", 0, "with big: heartbeats a second to the big service (0: one client, one after another, as fast as they are answered)")
 	fs.IntVar(&cfg.checked, "checked", 10000, "instances with 10s HTTP checks that checks registers")
 	fs.IntVar(&cfg.pid, "pid", 0, "the server's process id, for big and checks to report its RSS and CPU from /proc")
 	fs.BoolVar(&cfg.keep, "keep", false, "leave the instances of big registered after the run")
@@ -142,8 +146,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintln(stderr, "saga-bench: "+err.Error())
 		return 2
 	}
-	if cfg.clients < 1 || cfg.duration <= 0 || cfg.instances < 1 || cfg.watchers < 1 || cfg.rounds < 1 || cfg.readers < 1 || cfg.checked < 1 || cfg.pid < 0 || cfg.registerTTL < time.Second {
-		fmt.Fprintln(stderr, "saga-bench: -c, -d, -instances, -checked, -watchers, -readers and -rounds must be positive, -pid not negative, -ttl at least 1s")
+	if cfg.clients < 1 || cfg.duration <= 0 || cfg.instances < 1 || cfg.watchers < 1 || cfg.rounds < 1 || cfg.readers < 1 || cfg.checked < 1 || cfg.pid < 0 || cfg.heartbeatRate < 0 || cfg.registerTTL < time.Second {
+		fmt.Fprintln(stderr, "saga-bench: -c, -d, -instances, -checked, -watchers, -readers and -rounds must be positive, -pid and -heartbeat-rate not negative, -ttl at least 1s")
 		return 2
 	}
 	if err := bench(ctx, cfg, stdout); err != nil {

@@ -89,6 +89,26 @@ func TestBigScenarioReadOnChange(t *testing.T) {
 	}
 }
 
+// With -heartbeat-rate, big's heartbeats keep to the rate asked for
+// rather than going as fast as they are answered.
+func TestBigScenarioPacesHeartbeats(t *testing.T) {
+	srv := clienttest.Start(t, clienttest.Options{})
+	var out, errOut bytes.Buffer
+	args := []string{"-addr", srv.URL, "-scenario", "big", "-instances", "2000", "-c", "8", "-readers", "1",
+		"-heartbeat-rate", "40", "-d", "2500ms", "-warmup", "0"}
+	if code := run(t.Context(), args, strings.NewReader(""), &out, &errOut); code != 0 {
+		t.Fatalf("saga-bench exited %d: %s\n%s", code, errOut.String(), out.String())
+	}
+	row, ok := tableRows(t, out.String())["big (heartbeat) saga"]
+	if !ok {
+		t.Fatalf("no heartbeat row in:\n%s", out.String())
+	}
+	// 40 a second for 2.5 s: 100, and one more for the first.
+	if row.failed != 0 || row.ok < 50 || row.ok > 101 {
+		t.Fatalf("heartbeats: %d ok, %d failed; want 50 to 101, none failed:\n%s", row.ok, row.failed, out.String())
+	}
+}
+
 // TestBigScenario runs big at a tiny size: 2,000 instances, still enough
 // for the view to treat the answer as a big one.
 func TestBigScenario(t *testing.T) {
@@ -186,6 +206,7 @@ func TestBadFlags(t *testing.T) {
 	}{
 		{[]string{"-scenario", "fetch"}, `scenario: "fetch" must be one of lookup, heartbeat, register, watch, big, checks, lean or all`},
 		{[]string{"-scenario", "big", "-readers", "0"}, "must be positive"},
+		{[]string{"-scenario", "big", "-heartbeat-rate", "-1"}, "-heartbeat-rate not negative"},
 		{[]string{"-c", "0"}, "must be positive"},
 		{[]string{"-addr", "ftp://x"}, "scheme must be http or https"},
 		{[]string{"-addr", "https://127.0.0.1:1", "-cacert", "/nonexistent/ca.pem"}, "read CA bundle"},
