@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -211,5 +212,33 @@ func TestExpireDueRunsOnlyDueServices(t *testing.T) {
 	events, err = a.ExpireDue(t.Context(), t0.Add(sweepEvery))
 	if err != nil || len(events) != 1 || events[0].Instance.ID != "b" {
 		t.Fatalf("sweeping ExpireDue = %v, %v; want api/b", events, err)
+	}
+}
+
+// The store speaks RESP2: it uses nothing of RESP3, on which go-redis looks
+// for push notifications around every command of the heartbeat path.
+func TestClientSpeaksRESP2(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	s := openInternal(t, srv.URL())
+	if _, err := s.Register(t.Context(), registrytest.Instance("web", "a", 30, registrytest.T0)); err != nil {
+		t.Fatal(err)
+	}
+	list, err := srv.Client().ClientList(t.Context()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	for line := range strings.Lines(list) {
+		if strings.Contains(line, "cmd=client|list") {
+			continue // the test's own connection
+		}
+		seen++
+		if !slices.Contains(strings.Fields(line), "resp=2") {
+			t.Errorf("a store connection does not speak RESP2: %s", strings.TrimSpace(line))
+		}
+	}
+	if seen == 0 {
+		t.Error("no store connection in CLIENT LIST")
 	}
 }
