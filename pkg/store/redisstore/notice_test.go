@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -329,4 +330,82 @@ func TestStateWithoutRev(t *testing.T) {
 
 func fmtState(status string, ttl int, hb time.Time) string {
 	return status + " " + strconv.Itoa(ttl) + " " + strconv.FormatInt(millis(hb), 10)
+}
+
+// A plain heartbeat leaves the state hash alone: every script reads the
+// last heartbeat from the deadline instead. A grace, which moves the
+// deadline without a heartbeat, keeps the last heartbeat in the state. An
+// earlier release, which reads the last heartbeat from the state, reads
+// one at most a TTL old.
+func TestPlainHeartbeatLeavesStateAlone(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	s := openInternal(t, srv.URL())
+	t0 := registrytest.T0
+	if _, err := s.Register(t.Context(), registrytest.Instance("web", "a", 30, t0)); err != nil {
+		t.Fatal(err)
+	}
+	state := func() string {
+		t.Helper()
+		v, err := srv.Client().HGet(t.Context(), "service:{web}:state", "a").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	// earlierRelease reads the last heartbeat as the scripts of a release
+	// before this one do.
+	earlierRelease := regexp.MustCompile(`^(\S+) (\d+) (\d+) ?(\d*)$`)
+	readByEarlierRelease := func() time.Time {
+		t.Helper()
+		m := earlierRelease.FindStringSubmatch(state())
+		if m == nil {
+			t.Fatalf("state %q does not read as an earlier release reads it", state())
+		}
+		ms, _ := strconv.ParseInt(m[3], 10, 64)
+		return fromMillis(ms)
+	}
+	beat := func(at time.Time) {
+		t.Helper()
+		if _, err := s.Heartbeat(t.Context(), "web", "a", "", at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantTimes := func(when string, lastHeartbeat, expires time.Time) {
+		t.Helper()
+		snap, err := s.Snapshot(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := snap.Services["web"].Instances
+		if len(got) != 1 || !got[0].LastHeartbeat.Equal(lastHeartbeat) || !got[0].ExpiresAt.Equal(expires) {
+			t.Errorf("%s: snapshot %+v, want last heartbeat %v, deadline %v", when, got, lastHeartbeat, expires)
+		}
+	}
+
+	beat(t0.Add(time.Second))
+	written := state()
+	beat(t0.Add(2 * time.Second))
+	if got := state(); got != written {
+		t.Errorf("a plain heartbeat wrote the state: %q, then %q", written, got)
+	}
+	wantTimes("after heartbeats", t0.Add(2*time.Second), t0.Add(32*time.Second))
+	if got := readByEarlierRelease(); got.Before(t0.Add(2 * time.Second).Add(-30 * time.Second)) {
+		t.Errorf("an earlier release reads the last heartbeat %v, more than a TTL before %v", got, t0.Add(2*time.Second))
+	}
+	beat(t0.Add(31 * time.Second))
+	if got := readByEarlierRelease(); !got.Equal(t0.Add(31 * time.Second)) {
+		t.Errorf("a heartbeat a TTL after the state was written left an earlier release reading %v", got)
+	}
+
+	if err := s.GrantGrace(t.Context(), t0.Add(70*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	wantTimes("after a grace", t0.Add(31*time.Second), t0.Add(100*time.Second))
+	beat(t0.Add(71 * time.Second))
+	wantTimes("after a grace and a heartbeat", t0.Add(71*time.Second), t0.Add(101*time.Second))
+	ev, err := s.Deregister(t.Context(), "web", "a")
+	if err != nil || !ev.Instance.LastHeartbeat.Equal(t0.Add(71*time.Second)) {
+		t.Errorf("Deregister = %+v, %v; want last heartbeat %v", ev, err, t0.Add(71*time.Second))
+	}
 }

@@ -21,6 +21,18 @@ import (
 // loses its data). State written before rev existed has three fields; its
 // rev reads as 0, which matches nothing.
 //
+// A plain heartbeat leaves the state alone: its last heartbeat is its
+// deadline less the TTL. A TTL written with a leading 0 ("030") says so:
+// the last heartbeat of such state is read from the deadline, and
+// last_heartbeat_ms only says when the state was last written. The first
+// heartbeat after a registration, a grace or a status change writes it so.
+// Registration and grace write the TTL bare, for last_heartbeat_ms then
+// holds the last heartbeat: a registration may set any deadline, and
+// grace moves the deadline without a heartbeat. Earlier releases read the
+// TTL as a number and keep its 0 when they write the state back, so they
+// read a last heartbeat of when the state was written; heartbeats write it
+// again once it is a TTL old, so that is never more than a TTL behind.
+//
 // ARGV[1] is the change channel and ARGV[2] the head of every notice,
 // `{"origin":"…","service":"…"`, built once in Go; a script's own
 // arguments follow. Each script publishes the notice of its change on the
@@ -43,9 +55,14 @@ end
 local function current_index()
   return redis.call('GET', KEYS[1]) or '0'
 end
-local function state_of(id)
+-- state_of reads an instance's state as stored; with its deadline, hb is
+-- its last heartbeat (the deadline less the TTL when the TTL has a 0).
+local function state_of(id, deadline)
   local status, ttl, hb, rev = string.match(redis.call('HGET', KEYS[3], id), '^(%S+) (%d+) (%d+) ?(%d*)$')
   if rev == '' then rev = '0' end
+  if deadline and string.byte(ttl) == 48 then
+    hb = string.format('%d', tonumber(deadline) - tonumber(ttl) * 1000)
+  end
   return status, ttl, hb, rev
 end
 `
@@ -80,7 +97,8 @@ const announceStep = 500 * time.Millisecond
 // heartbeatScript renews live instances of one service, in one call for
 // every heartbeat of a batch (batch.go): each deadline moves to now + TTL
 // and, when a heartbeat names a different status, the status is set and
-// the index bumped. ARGV[3] is "1" while every Saga on this Redis pulls
+// the index bumped. A plain heartbeat leaves the state alone, but for the
+// writes said above. ARGV[3] is "1" while every Saga on this Redis pulls
 // deadlines (pull.go, membership.go), else "0". ARGV[4…] hold four
 // arguments per instance: id, status or "", now ms, and the rev of the
 // record the caller holds (0 for none). Returns one answer per instance,
@@ -118,8 +136,9 @@ local call_index = nil -- the service's index, read once per call
 local function beat(id, want, now, held)
   local deadline = redis.call('ZSCORE', KEYS[4], id)
   if not deadline or tonumber(deadline) <= tonumber(now) then return '' end
-  local status, ttl, _, rev = state_of(id)
-  local expires = string.format('%d', tonumber(now) + tonumber(ttl) * 1000)
+  local status, ttl, written, rev = state_of(id)
+  local ms = tonumber(ttl) * 1000
+  local expires = string.format('%d', tonumber(now) + ms)
   local typ, index = 'heartbeat', nil
   if want ~= '' and want ~= status then
     status, typ = want, 'updated'
@@ -129,7 +148,10 @@ local function beat(id, want, now, held)
     if not call_index then call_index = current_index() end
     index = call_index
   end
-  redis.call('HSET', KEYS[3], id, status .. ' ' .. ttl .. ' ' .. now .. ' ' .. rev)
+  if typ == 'updated' or string.byte(ttl) ~= 48 or tonumber(now) - tonumber(written) >= ms then
+    if string.byte(ttl) ~= 48 then ttl = '0' .. ttl end
+    redis.call('HSET', KEYS[3], id, status .. ' ' .. ttl .. ' ' .. now .. ' ' .. rev)
+  end
   redis.call('ZADD', KEYS[4], expires, id)
   if typ == 'updated' or rev == '0' then
     local msg = notice(typ, id, index, status, now, expires, rev)
@@ -161,7 +183,7 @@ local id = ARGV[3]
 local deadline = redis.call('ZSCORE', KEYS[4], id)
 if not deadline then return false end
 local index = redis.call('INCR', KEYS[1])
-local status, _, hb, rev = state_of(id)
+local status, _, hb, rev = state_of(id, deadline)
 local msg = notice('deregistered', id, index, status, hb, deadline, rev)
 redis.call('HDEL', KEYS[2], id)
 redis.call('HDEL', KEYS[3], id)
@@ -186,7 +208,7 @@ local out = {''}
 for i = 1, #due, 2 do
   local id, deadline = due[i], due[i + 1]
   local index = redis.call('INCR', KEYS[1])
-  local status, _, hb, rev = state_of(id)
+  local status, _, hb, rev = state_of(id, deadline)
   local msg = notice('expired', id, index, status, hb, deadline, rev)
   redis.call('HDEL', KEYS[2], id)
   redis.call('HDEL', KEYS[3], id)
@@ -218,10 +240,13 @@ local items = page[2]
 for i = 1, #items, 2 do
   local id = items[i]
   local deadline = redis.call('ZSCORE', KEYS[4], id)
-  local status, ttl, hb, rev = state_of(id)
+  local status, ttl, hb, rev = state_of(id, deadline)
   local floor = now + tonumber(ttl) * 1000
   if deadline and tonumber(deadline) < floor then
     local expires = string.format('%d', floor)
+    if string.byte(ttl) == 48 then -- the new deadline says nothing of the last heartbeat
+      redis.call('HSET', KEYS[3], id, status .. ' ' .. string.sub(ttl, 2) .. ' ' .. hb .. ' ' .. rev)
+    end
     redis.call('ZADD', KEYS[4], expires, id)
     redis.call('HSET', KEYS[5], id, rev .. ' ' .. expires)
     local msg = notice('heartbeat', id, index, status, hb, expires, rev)
@@ -239,7 +264,7 @@ var recordScript = goredis.NewScript(noticeLua + `
 local id = ARGV[3]
 local deadline = redis.call('ZSCORE', KEYS[4], id)
 if not deadline then return false end
-local status, _, hb, rev = state_of(id)
+local status, _, hb, rev = state_of(id, deadline)
 return notice('snapshot', id, current_index(), status, hb, deadline, rev)
 `)
 
@@ -258,7 +283,7 @@ for i = 1, #items, 2 do
   local id = items[i]
   local deadline = redis.call('ZSCORE', KEYS[4], id)
   if deadline then
-    local status, _, hb, rev = state_of(id)
+    local status, _, hb, rev = state_of(id, deadline)
     out[#out + 1] = notice('snapshot', id, index, status, hb, deadline, rev)
   end
 end

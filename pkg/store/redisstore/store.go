@@ -189,10 +189,13 @@ func compactHeartbeat(raw, service, id string, held cachedRecord) (n notice, ok 
 	if !ok || held.rev == 0 {
 		return notice{}, false
 	}
-	f := strings.Fields(rest)
-	if len(f) != 4 {
-		return notice{}, false
+	var f [4]string // split by hand: strings.Fields would allocate on every heartbeat
+	for i := range 3 {
+		if f[i], rest, ok = strings.Cut(rest, " "); !ok {
+			return notice{}, false
+		}
 	}
+	f[3] = rest
 	index, err1 := strconv.ParseUint(f[0], 10, 64)
 	hb, err2 := strconv.ParseInt(f[2], 10, 64)
 	expires, err3 := strconv.ParseInt(f[3], 10, 64)
