@@ -205,10 +205,19 @@ func (s *Server) launch() error {
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		err := client.Ping(ctx).Err()
-		cancel()
 		if err == nil {
-			return nil
+			// Another test's server may hold the port this one was given
+			// (free ports are picked before they are bound): only ours counts.
+			pid, perr := infoField(ctx, client, "server", "process_id")
+			cancel()
+			if perr == nil && pid == strconv.Itoa(cmd.Process.Pid) {
+				return nil
+			}
+			_ = cmd.Process.Kill()
+			<-exited
+			return fmt.Errorf("%s answered by another process (pid %s, %v)", s.Addr, pid, perr)
 		}
+		cancel()
 		select {
 		case <-exited:
 			return fmt.Errorf("%s exited: %s%s", s.program, stderr.String(), s.logTail())

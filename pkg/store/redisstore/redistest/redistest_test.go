@@ -2,6 +2,8 @@ package redistest
 
 import (
 	"context"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,5 +82,24 @@ func TestClusterServesEverySlot(t *testing.T) {
 	}
 	if n, err := c.DBSize(ctx).Result(); err != nil || n != 6 {
 		t.Fatalf("DBSIZE over the cluster = %d, %v; want 6", n, err)
+	}
+}
+
+// A server whose port another test's server took first is not taken for
+// started: the one answering there is not ours (a cluster once formed
+// with such a stranger and failed).
+func TestLaunchRefusesAPortAnotherServerHolds(t *testing.T) {
+	other := Start(t)
+	_, port, err := net.SplitHostPort(other.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	s := &Server{
+		Addr: other.Addr, Dir: dir, t: t, program: "redis-server",
+		args: []string{"--bind", "127.0.0.1", "--dir", dir, "--daemonize", "no", "--save", "", "--port", port},
+	}
+	if err := s.launch(); err == nil || !strings.Contains(err.Error(), "another process") {
+		t.Fatalf("launch on a port another server holds: %v; want it refused", err)
 	}
 }
