@@ -118,7 +118,7 @@ func TestConcurrentReadersKeepWholeBigAnswers(t *testing.T) {
 				kept := bytes.Clone(a.Body)
 				var body lookupBody
 				if err := json.Unmarshal(a.Body, &body); err != nil {
-					errs <- fmt.Errorf("decode: %v", err)
+					errs <- fmt.Errorf("decode: %w", err)
 					return
 				}
 				if body.Index != a.Index || len(body.Instances) < 2*bigAnswer {

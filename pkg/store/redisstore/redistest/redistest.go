@@ -215,7 +215,10 @@ func (s *Server) launch() error {
 			}
 			_ = cmd.Process.Kill()
 			<-exited
-			return fmt.Errorf("%s answered by another process (pid %s, %v)", s.Addr, pid, perr)
+			if perr != nil {
+				return fmt.Errorf("%s: read the process id of the server answering: %w", s.Addr, perr)
+			}
+			return fmt.Errorf("%s answered by another process (pid %s)", s.Addr, pid)
 		}
 		cancel()
 		select {
