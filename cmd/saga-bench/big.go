@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"strconv"
@@ -340,7 +339,7 @@ func get(ctx context.Context, t *target, url string) (bool, time.Duration, strin
 	if err != nil {
 		return false, 0, err.Error()
 	}
-	_, err = io.Copy(io.Discard, resp.Body)
+	err = drain(resp.Body)
 	resp.Body.Close()
 	took := time.Since(start)
 	switch {

@@ -279,7 +279,7 @@ func watcher(ctx context.Context, t *target, service string, index uint64, wakes
 			time.Sleep(10 * time.Millisecond) // the server went away; try again
 			continue
 		}
-		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = drain(resp.Body)
 		resp.Body.Close()
 		at := time.Now()
 		n, _ := strconv.ParseUint(resp.Header.Get("X-Saga-Index"), 10, 64)
