@@ -152,10 +152,9 @@ func fetch(t *target, req *http.Request, want int) (http.Header, time.Duration, 
 }
 
 // drain reads an answer to its end and throws it away, in reads of up to
-// drainChunk. io.Copy into io.Discard reads 8 KiB at a time: 8,000 read
-// calls for a 64 MB answer. With the tool and the server on one machine,
-// the load tool's readers of big answers spent as much CPU on those calls
-// as the server it measures had to spare.
+// drainChunk. io.Copy into io.Discard reads 8 KiB at a time: 8,192 read
+// calls for a 64 MB answer, whose CPU, with the tool and the server on one
+// machine, the tool took from the server it measures.
 func drain(r io.Reader) error {
 	bp := drainBuffers.Get().(*[]byte)
 	defer drainBuffers.Put(bp)
